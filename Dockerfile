@@ -1,0 +1,15 @@
+FROM python:3.11-slim
+
+WORKDIR /srv/storytool
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+
+COPY pyproject.toml constraints.txt README.md alembic.ini ./
+COPY alembic ./alembic
+COPY src ./src
+RUN pip install --no-cache-dir -c constraints.txt -e . \
+    && useradd --system --home /srv/storytool storytool \
+    && mkdir -p data indexes && chown storytool data indexes
+
+USER storytool
+EXPOSE 8000
+CMD ["sh", "-c", "storytool db upgrade && storytool serve --host 0.0.0.0 --port 8000"]

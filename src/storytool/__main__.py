@@ -1,0 +1,3 @@
+from storytool.cli import app
+
+app(prog_name="storytool")

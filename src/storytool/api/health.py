@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from storytool.api.deps import StateDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="The process can serve: the database answers",
+    responses={503: {"description": "A dependency is not ready; the body says which"}},
+)
+async def readyz(state: StateDep) -> JSONResponse:
+    checks: dict[str, Any] = {"llm_provider": state["settings"].effective_llm_provider.value}
+    ready = True
+    try:
+        async with state["engine"].connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means "not ready", and the body says which
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+        ready = False
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

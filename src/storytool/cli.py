@@ -1,0 +1,70 @@
+"""The ``storytool`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from storytool.config import Settings, describe_settings_error
+from storytool.db import migrations
+
+app = typer.Typer(help="Storytool: streamed Korean classical-style stories.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(describe_settings_error(exc), err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _prepare_database(settings: Settings) -> str:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.effective_database_url
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API. On the embedded SQLite default, migrates the database first."""
+    settings = load_settings()
+    url = _prepare_database(settings)
+    if settings.is_sqlite:
+        asyncio.run(migrations.upgrade(url))
+    log_config = uvicorn.config.LOGGING_CONFIG | {
+        "filters": {"request_id": {"()": "storytool.api.middleware.RequestIdLogFilter"}},
+    }
+    log_config["formatters"]["default"]["fmt"] = LOG_FORMAT
+    log_config["handlers"]["default"]["filters"] = ["request_id"]
+    log_config["loggers"]["storytool"] = {"handlers": ["default"], "level": "INFO"}
+    uvicorn.run(
+        "storytool.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply the schema migrations to the configured database."""
+    settings = load_settings()
+    asyncio.run(migrations.upgrade(_prepare_database(settings), revision))
+    typer.echo(f"database at {revision}")

@@ -1,0 +1,205 @@
+"""Storytool's settings, read from the environment (prefix ``STORYTOOL_``) and an optional ``.env``.
+
+Every field is documented where it is declared; ``storytool serve --help`` and the README list them.
+A wrong value stops start-up with a message that names the environment variable (see
+:func:`describe_settings_error`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "STORYTOOL_"
+
+
+class LLMProvider(StrEnum):
+    OPENAI = "openai"
+    OFFLINE = "offline"
+
+
+class AuthMode(StrEnum):
+    LOCAL = "local"
+    HEADER = "header"
+    JWT = "jwt"
+
+
+class IndexType(StrEnum):
+    FLAT = "flat"
+    HNSW = "hnsw"
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "당신은 조선 시대 고전 소설의 문체로 이야기를 짓는 작가입니다. "
+    "'각설', '차설', '화설' 같은 전환어와 '-하더라', '-이로다', '-하노라' 같은 옛 어미를 살려, "
+    "사용자가 준 줄거리와 태그를 따라 한 편의 이야기를 한국어로 씁니다."
+)
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # --- storage -------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Folder for the embedded SQLite database and other local state.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy async URL: sqlite+aiosqlite:///path.db or "
+            "mysql+asyncmy://user:pass@host:3306/db?charset=utf8mb4. "
+            "Unset: a SQLite file under data_dir."
+        ),
+    )
+    db_pool_size: PositiveInt = Field(default=10, description="Connections kept per process.")
+    db_max_overflow: Annotated[int, Field(ge=0)] = Field(
+        default=10, description="Connections opened past the pool under load."
+    )
+    db_echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+
+    # --- language models -----------------------------------------------------------------------
+    llm_provider: LLMProvider | None = Field(
+        default=None,
+        description="openai or offline. Unset: openai when an API key is set, offline otherwise.",
+    )
+    openai_api_key: SecretStr | None = Field(default=None, description="Key for the OpenAI API.")
+    openai_base_url: str | None = Field(
+        default=None,
+        description="Base URL of any OpenAI-compatible server (vLLM, Ollama, LiteLLM).",
+    )
+    openai_timeout_s: PositiveFloat = Field(
+        default=60.0, description="Seconds an upstream call may wait for its next byte."
+    )
+    openai_connect_timeout_s: PositiveFloat = Field(
+        default=10.0, description="Seconds to open a connection upstream."
+    )
+    upstream_retry_budget: Annotated[int, Field(ge=0)] = Field(
+        default=2, description="Retries of an upstream call that failed before its first token."
+    )
+    fine_tuned_model: str = Field(
+        default="gpt-4o-mini", description="Fine-tuned model that drafts the base story."
+    )
+    refine_model: str = Field(default="gpt-4o", description="Model that refines and extends.")
+    mini_model: str = Field(
+        default="gpt-4o-mini", description="Small model for titles and recommendations."
+    )
+    embedding_model: str = Field(
+        default="text-embedding-3-small", description="Model for passage embeddings."
+    )
+    refine_background: bool = Field(
+        default=True,
+        description="Run refine with background=True so responses.cancel stops it upstream.",
+    )
+    remote_conversations: bool = Field(
+        default=False,
+        description="Keep each thread's context in an OpenAI Conversation instead of our database.",
+    )
+    system_prompt: str = Field(
+        default=DEFAULT_SYSTEM_PROMPT, min_length=1, description="System prompt for drafting."
+    )
+    offline_chars_per_second: PositiveFloat = Field(
+        default=200.0, description="Pace at which the offline provider streams its text."
+    )
+
+    # --- search --------------------------------------------------------------------------------
+    index_dir: Path = Field(default=Path("indexes"), description="Folder of built FAISS indexes.")
+    index_name: str = Field(
+        default="demo", pattern=r"^[A-Za-z0-9_-]+$", description="Index to load at start-up."
+    )
+    index_type: IndexType = Field(
+        default=IndexType.FLAT, description="flat (exact, small corpora) or hnsw (large)."
+    )
+    search_threads: PositiveInt = Field(
+        default=2, description="Worker threads that run FAISS searches off the event loop."
+    )
+
+    # --- auth ----------------------------------------------------------------------------------
+    auth_mode: AuthMode = Field(default=AuthMode.LOCAL, description="local, header or jwt.")
+    local_user_id: str = Field(
+        default="local", min_length=1, description="The one user of auth_mode=local."
+    )
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 secret (auth_mode=jwt).")
+    jwt_public_key: str | None = Field(
+        default=None, description="RS256 public key in PEM (auth_mode=jwt)."
+    )
+
+    # --- limits --------------------------------------------------------------------------------
+    max_input_chars: PositiveInt = Field(default=4000, description="Longest user_input accepted.")
+    max_body_bytes: PositiveInt = Field(default=256 * 1024, description="Largest request body.")
+    max_generation_seconds: PositiveFloat = Field(
+        default=600.0, description="A generation is stopped (timeout) after this long."
+    )
+    max_output_chars: PositiveInt = Field(
+        default=20000, description="A generation is stopped after writing this many characters."
+    )
+    max_running_per_user: PositiveInt = Field(
+        default=3, description="Generations one user may run at once (429 past it)."
+    )
+    max_running_total: PositiveInt = Field(
+        default=200, description="Generations one process runs at once (503 past it)."
+    )
+    cancel_on_disconnect: bool = Field(
+        default=False, description="Cancel a generation when its client disconnects."
+    )
+
+    # --- several replicas ----------------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None, description="Redis for cancels and replayable streams across replicas."
+    )
+    shutdown_timeout_s: PositiveFloat = Field(
+        default=10.0, description="Seconds running streams get to finish on SIGTERM."
+    )
+
+    @model_validator(mode="after")
+    def _check_jwt_keys(self) -> Self:
+        if self.auth_mode is AuthMode.JWT and not (self.jwt_secret or self.jwt_public_key):
+            raise ValueError(
+                f"{ENV_PREFIX}AUTH_MODE=jwt needs "
+                f"{ENV_PREFIX}JWT_SECRET or {ENV_PREFIX}JWT_PUBLIC_KEY"
+            )
+        if self.llm_provider is LLMProvider.OPENAI and self.openai_api_key is None:
+            if self.openai_base_url is None:
+                raise ValueError(
+                    f"{ENV_PREFIX}LLM_PROVIDER=openai needs {ENV_PREFIX}OPENAI_API_KEY "
+                    f"or {ENV_PREFIX}OPENAI_BASE_URL"
+                )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'storytool.db').resolve()}"
+
+    @property
+    def effective_llm_provider(self) -> LLMProvider:
+        if self.llm_provider is not None:
+            return self.llm_provider
+        return LLMProvider.OPENAI if self.openai_api_key else LLMProvider.OFFLINE
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per wrong value, each naming the environment variable to fix."""
+    lines = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"]).upper()
+        where = f"{ENV_PREFIX}{name}" if name else "settings"
+        lines.append(f"{where}: {item['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

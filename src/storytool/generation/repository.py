@@ -1,0 +1,127 @@
+"""Statements over ``conversations`` and ``conversation_data``.
+
+A conversation's status leaves ``in_progress`` only through :meth:`ConversationRepository.finish`,
+a conditional update: whichever of cancel, completion or failure commits first wins, and the others
+see that they lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from storytool.db.base import utcnow
+from storytool.models import (
+    Conversation,
+    ConversationData,
+    ConversationStatus,
+    StopReason,
+    Thread,
+)
+from storytool.threads.repository import ThreadRepository
+
+
+class ConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def start(
+        self,
+        *,
+        user_id: str,
+        thread_id: str | None,
+        user_input: str,
+        tags: list[str],
+        owner_instance: str | None = None,
+        models: dict[str, Any] | None = None,
+    ) -> Conversation | None:
+        """Creates the conversation, and its thread when ``thread_id`` is None, in the caller's
+        transaction. None when ``thread_id`` is not one of the user's threads."""
+        threads = ThreadRepository(self.session)
+        if thread_id is None:
+            thread = await threads.create(user_id=user_id)
+        else:
+            found = await threads.get(user_id=user_id, thread_id=thread_id)
+            if found is None:
+                return None
+            thread = found
+            await threads.touch(thread_id=thread.id)
+        conversation = Conversation(
+            thread_id=thread.id,
+            status=ConversationStatus.IN_PROGRESS,
+            owner_instance=owner_instance,
+            models=models,
+        )
+        self.session.add(conversation)
+        await self.session.flush()
+        self.session.add(
+            ConversationData(conversation_id=conversation.id, user_input=user_input, tags=tags)
+        )
+        await self.session.flush()
+        return conversation
+
+    async def get(self, *, user_id: str, conversation_id: str) -> Conversation | None:
+        result = await self.session.execute(
+            select(Conversation)
+            .join(Thread, Thread.id == Conversation.thread_id)
+            .where(Conversation.id == conversation_id, Thread.user_id == user_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def get_data(self, *, conversation_id: str) -> ConversationData:
+        """The conversation's data with the deferred story columns loaded."""
+        result = await self.session.execute(
+            select(ConversationData)
+            .where(ConversationData.conversation_id == conversation_id)
+            .execution_options(populate_existing=True)
+            .options(undefer(ConversationData.base_story), undefer(ConversationData.story))
+        )
+        return result.scalar_one()
+
+    async def save_data(self, *, conversation_id: str, **values: Any) -> None:
+        """Stores stage results (base_story, story, title, recommendations) as they complete."""
+        await self.session.execute(
+            update(ConversationData)
+            .where(ConversationData.conversation_id == conversation_id)
+            .values(**values)
+        )
+
+    async def save_upstream(self, *, conversation_id: str, response_id: str, sequence: int) -> None:
+        await self.session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(upstream_response_id=response_id, upstream_sequence=sequence)
+        )
+
+    async def finish(
+        self,
+        *,
+        conversation_id: str,
+        status: ConversationStatus,
+        stop_reason: StopReason | None = None,
+        error: str | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        """Moves an in-progress conversation to a final status. False if it had already ended."""
+        if status is ConversationStatus.IN_PROGRESS:
+            raise ValueError("finish() needs a final status")
+        now = utcnow()
+        result = await self.session.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.status == ConversationStatus.IN_PROGRESS,
+            )
+            .values(
+                status=status,
+                stop_reason=stop_reason,
+                error=error,
+                usage=usage,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,50 @@
+"""Builds what the app needs once, at start-up, and tears it down at shutdown.
+
+Everything lives in the typed :class:`State` that Starlette copies into each request's
+``request.state``; nothing is held in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypedDict
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storytool.config import Settings
+from storytool.db.engine import create_engine, create_sessionmaker
+
+logger = logging.getLogger("storytool")
+
+
+class State(TypedDict):
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+def build_lifespan(
+    settings: Settings,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
+        engine = create_engine(settings)
+        logger.info(
+            "storytool starting: database=%s provider=%s auth=%s",
+            engine.url.render_as_string(hide_password=True),
+            settings.effective_llm_provider.value,
+            settings.auth_mode.value,
+        )
+        try:
+            yield State(
+                settings=settings,
+                engine=engine,
+                sessionmaker=create_sessionmaker(engine),
+            )
+        finally:
+            await engine.dispose()
+
+    return lifespan

@@ -1,0 +1,18 @@
+"""All ORM tables, imported here so Alembic and ``Base.metadata`` see every one."""
+
+from storytool.models.conversation import Conversation, ConversationStatus, StopReason
+from storytool.models.conversation_data import ConversationData
+from storytool.models.evaluation import ContentEvaluation, Rating
+from storytool.models.passage import Passage
+from storytool.models.thread import Thread
+
+__all__ = [
+    "ContentEvaluation",
+    "Conversation",
+    "ConversationData",
+    "ConversationStatus",
+    "Passage",
+    "Rating",
+    "StopReason",
+    "Thread",
+]

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storytool.db.base import (
+    MYSQL_TABLE_ARGS,
+    Base,
+    JSONType,
+    TimestampMixin,
+    UTCDateTime,
+    UUIDString,
+    new_id,
+    str_enum,
+)
+
+if TYPE_CHECKING:
+    from storytool.models.conversation_data import ConversationData
+    from storytool.models.evaluation import ContentEvaluation
+    from storytool.models.thread import Thread
+
+
+class ConversationStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class StopReason(StrEnum):
+    USER_CANCEL = "user_cancel"
+    CLIENT_GONE = "client_gone"
+    PROVIDER_ERROR = "provider_error"
+    TIMEOUT = "timeout"
+    OUTPUT_LIMIT = "output_limit"
+    SHUTDOWN = "shutdown"
+    CRASH = "crash"
+
+
+class Conversation(TimestampMixin, Base):
+    """One generation: a prompt and the story written for it.
+
+    The status leaves ``in_progress`` only through a conditional update, so a late ``completed``
+    can never overwrite a ``cancelled``.
+    """
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_thread_id_created_at", "thread_id", "created_at"),
+        # Start-up recovery looks for in-progress rows whose owner is gone.
+        Index("ix_conversations_status_owner_instance", "status", "owner_instance"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[str] = mapped_column(UUIDString, primary_key=True, default=new_id)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    status: Mapped[ConversationStatus] = mapped_column(
+        str_enum(ConversationStatus, 16), default=ConversationStatus.IN_PROGRESS
+    )
+    stop_reason: Mapped[StopReason | None] = mapped_column(str_enum(StopReason, 32), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    upstream_response_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    upstream_sequence: Mapped[int | None] = mapped_column(Integer, default=None)
+    owner_instance: Mapped[str | None] = mapped_column(String(64), default=None)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    models: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    thread: Mapped[Thread] = relationship(back_populates="conversations", lazy="raise")
+    data: Mapped[ConversationData] = relationship(
+        back_populates="conversation", lazy="raise", passive_deletes=True
+    )
+    evaluations: Mapped[list[ContentEvaluation]] = relationship(
+        back_populates="conversation", lazy="raise", passive_deletes=True
+    )

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from storytool.db.base import MYSQL_TABLE_ARGS, Base, JSONType, LongText, UUIDString
+
+if TYPE_CHECKING:
+    from storytool.models.conversation import Conversation
+
+
+class ConversationData(Base):
+    """What was asked and what was written, one row per conversation.
+
+    The story columns are deferred: list pages need only the input and title.
+    """
+
+    __tablename__ = "conversation_data"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    conversation_id: Mapped[str] = mapped_column(
+        UUIDString, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_input: Mapped[str] = mapped_column(LongText)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    base_story: Mapped[str | None] = deferred(mapped_column(LongText, default=None))
+    story: Mapped[str | None] = deferred(mapped_column(LongText, default=None))
+    title: Mapped[str | None] = mapped_column(String(200), default=None)
+    recommendations: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="data", lazy="raise")

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storytool.db.base import (
+    MYSQL_TABLE_ARGS,
+    Base,
+    TimestampMixin,
+    UUIDString,
+    new_id,
+    str_enum,
+)
+
+if TYPE_CHECKING:
+    from storytool.models.conversation import Conversation
+
+
+class Rating(StrEnum):
+    LIKE = "like"
+    DISLIKE = "dislike"
+    NONE = "none"
+
+
+class ContentEvaluation(TimestampMixin, Base):
+    """A user's verdict on one conversation; a second verdict replaces the first."""
+
+    __tablename__ = "content_evaluation"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "user_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[str] = mapped_column(UUIDString, primary_key=True, default=new_id)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(128))
+    rating: Mapped[Rating] = mapped_column(str_enum(Rating, 8))
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="evaluations", lazy="raise")
