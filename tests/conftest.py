@@ -1,19 +1,21 @@
 """Shared fixtures. Every database test runs on SQLite and on MariaDB/MySQL.
 
 The MariaDB URL comes from ``STORYTOOL_TEST_MYSQL_URL`` (default: root on 127.0.0.1:3306, database
-``test``). When it does not answer, the MariaDB half is skipped locally and reported at the end of
-the run; under ``CI=true`` that is an error instead.
+``test``). Each test run creates its own database beside that one and drops it at the end, so runs
+in parallel do not meet. When MariaDB does not answer, the MariaDB half is skipped locally and
+reported at the end of the run; under ``CI=true`` that is an error instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from storytool.config import Settings
@@ -41,6 +43,22 @@ async def _mysql_answers(url: str) -> str | None:
         await engine.dispose()
 
 
+async def _create_database(url: str, name: str, *, drop: bool = False) -> None:
+    engine = create_engine(Settings(), url=url)
+    try:
+        async with engine.begin() as connection:
+            if drop:
+                await connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            else:
+                await connection.execute(
+                    text(
+                        f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                    )
+                )
+    finally:
+        await engine.dispose()
+
+
 async def reset_schema(url: str) -> None:
     """Drops every table (ours and Alembic's) so the history runs from nothing."""
     engine = create_engine(Settings(), url=url)
@@ -53,22 +71,32 @@ async def reset_schema(url: str) -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "mariadb"])
-def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def backend_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A database URL per backend, migrated to head once per session."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'storytool.db'}"
-    else:
-        problem = asyncio.run(_mysql_answers(MYSQL_URL))
-        if problem is not None:
-            if IN_CI:
-                pytest.fail(f"MariaDB at {MYSQL_URL} does not answer under CI: {problem}")
-            _mysql_unavailable.append(problem)
-            pytest.skip(f"MariaDB half not run: {MYSQL_URL} does not answer ({problem})")
-        url = MYSQL_URL
-        asyncio.run(reset_schema(url))
-    asyncio.run(upgrade(url))
-    _backends_run.add(request.param)
-    return url
+        asyncio.run(upgrade(url))
+        _backends_run.add(request.param)
+        yield url
+        return
+    problem = asyncio.run(_mysql_answers(MYSQL_URL))
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"MariaDB at {MYSQL_URL} does not answer under CI: {problem}")
+        _mysql_unavailable.append(problem)
+        pytest.skip(f"MariaDB half not run: {MYSQL_URL} does not answer ({problem})")
+    base = make_url(MYSQL_URL)
+    name = f"{base.database}_storytool_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_database(MYSQL_URL, name))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        asyncio.run(upgrade(url))
+        _backends_run.add(request.param)
+        yield url
+    finally:
+        asyncio.run(_create_database(MYSQL_URL, name, drop=True))
 
 
 @pytest.fixture(scope="session")

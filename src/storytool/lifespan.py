@@ -14,6 +14,7 @@ from typing import TypedDict
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from storytool.auth import Authenticator
 from storytool.config import Settings
 from storytool.db.engine import create_engine, create_sessionmaker
 
@@ -24,6 +25,7 @@ class State(TypedDict):
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    authenticator: Authenticator
 
 
 def build_lifespan(
@@ -43,6 +45,7 @@ def build_lifespan(
                 settings=settings,
                 engine=engine,
                 sessionmaker=create_sessionmaker(engine),
+                authenticator=Authenticator(settings),
             )
         finally:
             await engine.dispose()

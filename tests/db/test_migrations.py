@@ -70,7 +70,7 @@ class TestMigrations:
                 "WHERE table_schema = DATABASE()"
             )
         )
-        collations = dict(rows.tuples().all())
+        collations = {str(row[0]): str(row[1]) for row in rows}
         for table in ("threads", "conversations", "conversation_data", "passages"):
             assert collations[table].startswith("utf8mb4"), (table, collations[table])
 

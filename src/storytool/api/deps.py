@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storytool.auth import Authenticator
 from storytool.config import Settings
 from storytool.lifespan import State
 
@@ -41,3 +42,16 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_user_id(
+    state: StateDep,
+    x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> str:
+    """The caller's user id; every query a route makes filters by it."""
+    authenticator: Authenticator = state["authenticator"]
+    return authenticator.user_id(user_header=x_user_id, authorization=authorization)
+
+
+UserDep = Annotated[str, Depends(get_user_id)]
