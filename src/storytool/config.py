@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         default=None, description="RS256 public key in PEM (auth_mode=jwt)."
     )
 
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API, as JSON: ["https://app.example"].',
+    )
+    cors_allow_credentials: bool = Field(
+        default=False, description="Let browsers send cookies/authorization cross-origin."
+    )
+
     # --- limits --------------------------------------------------------------------------------
     max_input_chars: PositiveInt = Field(default=4000, description="Longest user_input accepted.")
     max_body_bytes: PositiveInt = Field(default=256 * 1024, description="Largest request body.")
@@ -164,7 +172,12 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _check_jwt_keys(self) -> Self:
+    def _check_combinations(self) -> Self:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                f"{ENV_PREFIX}CORS_ORIGINS may not hold '*' while "
+                f"{ENV_PREFIX}CORS_ALLOW_CREDENTIALS is true: name the origins"
+            )
         if self.auth_mode is AuthMode.JWT and not (self.jwt_secret or self.jwt_public_key):
             raise ValueError(
                 f"{ENV_PREFIX}AUTH_MODE=jwt needs "

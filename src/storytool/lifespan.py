@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storytool.auth import Authenticator
 from storytool.config import Settings
 from storytool.db.engine import create_engine, create_sessionmaker
+from storytool.llm import LLMProvider, build_provider
+from storytool.metrics import Metrics
 
 logger = logging.getLogger("storytool")
 
@@ -26,14 +28,17 @@ class State(TypedDict):
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     authenticator: Authenticator
+    llm: LLMProvider
+    metrics: Metrics
 
 
 def build_lifespan(
-    settings: Settings,
+    settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_engine(settings)
+        llm = build_provider(settings)
         logger.info(
             "storytool starting: database=%s provider=%s auth=%s",
             engine.url.render_as_string(hide_password=True),
@@ -46,8 +51,11 @@ def build_lifespan(
                 engine=engine,
                 sessionmaker=create_sessionmaker(engine),
                 authenticator=Authenticator(settings),
+                llm=llm,
+                metrics=metrics,
             )
         finally:
+            await llm.aclose()
             await engine.dispose()
 
     return lifespan

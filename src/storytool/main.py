@@ -3,24 +3,45 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from storytool import __version__
 from storytool.api import health
 from storytool.api.errors import install_error_handlers
-from storytool.api.middleware import RequestIdMiddleware
+from storytool.api.middleware import (
+    BodySizeLimitMiddleware,
+    MetricsMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from storytool.config import Settings
 from storytool.lifespan import build_lifespan
+from storytool.metrics import Metrics
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = Metrics()
     app = FastAPI(
         title="Storytool",
         version=__version__,
         summary="Writes Korean classical-style stories and streams them over Server-Sent Events.",
-        lifespan=build_lifespan(settings),
+        lifespan=build_lifespan(settings, metrics),
     )
     install_error_handlers(app)
+    # Added innermost first: the request id wraps everything, so even a 413 carries one.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     return app

@@ -3,7 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from storytool.api.deps import StateDep
@@ -35,3 +36,12 @@ async def readyz(state: StateDep) -> JSONResponse:
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    pool = state["engine"].pool
+    checked_out = getattr(pool, "checkedout", None)
+    if callable(checked_out):
+        state["metrics"].db_pool_checked_out.set(checked_out())
+    return Response(generate_latest(state["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
