@@ -7,6 +7,7 @@ A wrong value stops start-up with a message that names the environment variable 
 
 from __future__ import annotations
 
+import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -146,6 +147,16 @@ class Settings(BaseSettings):
 
     # --- limits --------------------------------------------------------------------------------
     max_input_chars: PositiveInt = Field(default=4000, description="Longest user_input accepted.")
+    max_comment_chars: PositiveInt = Field(
+        default=2000, description="Longest comment accepted with an evaluation."
+    )
+    history_cursor_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description=(
+            "Key that signs history-list cursors, so a forged one is refused. Set the same value "
+            "on every replica; unset, each process draws its own and cursors die with it."
+        ),
+    )
     max_body_bytes: PositiveInt = Field(default=256 * 1024, description="Largest request body.")
     max_generation_seconds: PositiveFloat = Field(
         default=600.0, description="A generation is stopped (timeout) after this long."

@@ -15,8 +15,10 @@ from storytool.api.middleware import (
     SecurityHeadersMiddleware,
 )
 from storytool.config import Settings
+from storytool.evaluations import router as evaluations_router
 from storytool.lifespan import build_lifespan
 from storytool.metrics import Metrics
+from storytool.threads import router as threads_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,4 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    app.include_router(threads_router.router)
+    app.include_router(evaluations_router.router)
     return app

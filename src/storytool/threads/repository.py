@@ -4,16 +4,42 @@ user's rows do not exist."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from storytool.db.base import utcnow
-from storytool.models import Thread
+from storytool.models import (
+    ContentEvaluation,
+    Conversation,
+    ConversationData,
+    ConversationStatus,
+    Thread,
+)
 
 ThreadKey = tuple[datetime, str]
 """A keyset position: the (updated_at, id) of the last thread a page showed."""
+
+
+PREVIEW_CHARS = 120
+"""Enough of a story's opening to recognise it in a list, cut in SQL so a list page never reads
+whole stories."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadActivity:
+    """A thread's conversations, summed up for a list row."""
+
+    conversation_count: int
+    last_status: ConversationStatus
+    preview: str | None
+
+
+ConversationRow = tuple[Conversation, ConversationData, ContentEvaluation | None]
+"""A conversation, its data (stories loaded) and the caller's evaluation, if any."""
 
 
 class ThreadRepository:
@@ -51,6 +77,64 @@ class ThreadRepository:
             )
         statement = statement.order_by(Thread.updated_at.desc(), Thread.id.desc()).limit(limit)
         return (await self.session.scalars(statement)).all()
+
+    async def activity(self, *, thread_ids: Sequence[str]) -> dict[str, ThreadActivity]:
+        """Count, latest status and preview for each thread, in one query whatever their number.
+
+        A window ranks each thread's conversations newest first; rank 1 is the latest. Threads
+        without conversations are absent from the answer.
+        """
+        if not thread_ids:
+            return {}
+        ranked = (
+            select(
+                Conversation.id,
+                Conversation.thread_id,
+                Conversation.status,
+                func.count().over(partition_by=Conversation.thread_id).label("total"),
+                func.row_number()
+                .over(
+                    partition_by=Conversation.thread_id,
+                    order_by=(Conversation.created_at.desc(), Conversation.id.desc()),
+                )
+                .label("rank"),
+            )
+            .where(Conversation.thread_id.in_(thread_ids))
+            .subquery()
+        )
+        preview = func.coalesce(
+            func.substr(func.nullif(ConversationData.story, ""), 1, PREVIEW_CHARS),
+            func.substr(ConversationData.user_input, 1, PREVIEW_CHARS),
+        )
+        statement = (
+            select(ranked.c.thread_id, ranked.c.total, ranked.c.status, preview)
+            .outerjoin(ConversationData, ConversationData.conversation_id == ranked.c.id)
+            .where(ranked.c.rank == 1)
+        )
+        return {
+            thread_id: ThreadActivity(conversation_count=total, last_status=status, preview=text)
+            for thread_id, total, status, text in await self.session.execute(statement)
+        }
+
+    async def conversations(self, *, user_id: str, thread_id: str) -> Sequence[ConversationRow]:
+        """The thread's conversations, oldest first, with their stories and ``user_id``'s
+        evaluations, in one query whatever their number. The caller has checked that the thread
+        is the user's."""
+        statement = (
+            select(Conversation, ConversationData, ContentEvaluation)
+            .join(ConversationData, ConversationData.conversation_id == Conversation.id)
+            .outerjoin(
+                ContentEvaluation,
+                and_(
+                    ContentEvaluation.conversation_id == Conversation.id,
+                    ContentEvaluation.user_id == user_id,
+                ),
+            )
+            .where(Conversation.thread_id == thread_id)
+            .order_by(Conversation.created_at, Conversation.id)
+            .options(undefer(ConversationData.base_story), undefer(ConversationData.story))
+        )
+        return (await self.session.execute(statement)).all()
 
     async def touch(self, *, thread_id: str, title: str | None = None) -> None:
         """Marks new activity; sets the title only if the thread has none yet."""

@@ -1,0 +1,41 @@
+"""A user's verdict on one of their own conversations: like, dislike, or none to clear it."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storytool.errors import InvalidInput, NotFound
+from storytool.evaluations.repository import EvaluationRepository
+from storytool.evaluations.schemas import Evaluation
+from storytool.generation.repository import ConversationRepository
+from storytool.models import Rating
+
+
+class EvaluationService:
+    def __init__(self, session: AsyncSession, *, max_comment_chars: int) -> None:
+        self._session = session
+        self._max_comment_chars = max_comment_chars
+
+    async def update(
+        self, *, user_id: str, conversation_id: str, rating: Rating, comment: str | None
+    ) -> Evaluation:
+        """Stores the verdict, replacing the user's earlier one, and answers what is stored.
+
+        A blank comment is stored as none. Flushes only: the request's edge commits.
+        """
+        if comment is not None and len(comment) > self._max_comment_chars:
+            raise InvalidInput(
+                f"comment is longer than {self._max_comment_chars} characters", field="comment"
+            )
+        conversation = await ConversationRepository(self._session).get(
+            user_id=user_id, conversation_id=conversation_id
+        )
+        if conversation is None:
+            raise NotFound("conversation not found", field="conversation_id")
+        stored = await EvaluationRepository(self._session).upsert(
+            conversation_id=conversation_id,
+            user_id=user_id,
+            rating=rating,
+            comment=comment if comment and comment.strip() else None,
+        )
+        return Evaluation.model_validate(stored)

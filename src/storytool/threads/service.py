@@ -1,0 +1,153 @@
+"""The caller's story history: list, detail and delete.
+
+Every read filters by the caller's user id, so another user's thread answers exactly like a
+missing one (404). Reads cost a constant number of queries whatever the page or thread size:
+the list is one keyset query plus one windowed query over the page's conversations; the detail
+is the thread plus one joined query over its conversations.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storytool.errors import NotFound
+from storytool.evaluations.schemas import Evaluation
+from storytool.threads.cursor import CursorSigner
+from storytool.threads.repository import ThreadRepository
+from storytool.threads.schemas import (
+    ConversationDetail,
+    HistoryPage,
+    ThreadDetail,
+    ThreadSummary,
+)
+
+logger = logging.getLogger("storytool.threads")
+
+
+class RemoteConversations(Protocol):
+    """Where a thread's context lives upstream when ``remote_conversations`` is on (the LLM
+    provider)."""
+
+    async def delete_conversation(self, conversation_id: str) -> None: ...
+
+
+class RunningGenerations(Protocol):
+    """Stops a thread's running generation before the thread is deleted, so its task does not
+    write into rows that are gone."""
+
+    async def cancel_thread(self, *, user_id: str, thread_id: str) -> None: ...
+
+
+class ThreadService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        cursors: CursorSigner,
+        remote: RemoteConversations,
+        generations: RunningGenerations | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._cursors = cursors
+        self._remote = remote
+        self._generations = generations
+
+    async def history(self, *, user_id: str, limit: int, cursor: str | None) -> HistoryPage:
+        after = None if cursor is None else self._cursors.load(cursor, user_id=user_id)
+        async with self._sessionmaker() as session:
+            threads = ThreadRepository(session)
+            # One row past the page says whether another page follows.
+            rows = await threads.page(user_id=user_id, limit=limit + 1, after=after)
+            page = rows[:limit]
+            activity = await threads.activity(thread_ids=[thread.id for thread in page])
+        items = []
+        for thread in page:
+            summary = activity.get(thread.id)
+            items.append(
+                ThreadSummary(
+                    id=thread.id,
+                    title=thread.title,
+                    last_status=summary.last_status if summary else None,
+                    conversation_count=summary.conversation_count if summary else 0,
+                    preview=summary.preview if summary else None,
+                    created_at=thread.created_at,
+                    updated_at=thread.updated_at,
+                )
+            )
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = self._cursors.dump((last.updated_at, last.id), user_id=user_id)
+        return HistoryPage(items=items, next_cursor=next_cursor)
+
+    async def detail(self, *, user_id: str, thread_id: str) -> ThreadDetail:
+        async with self._sessionmaker() as session:
+            threads = ThreadRepository(session)
+            thread = await threads.get(user_id=user_id, thread_id=thread_id)
+            if thread is None:
+                raise NotFound("thread not found", field="thread_id")
+            rows = await threads.conversations(user_id=user_id, thread_id=thread_id)
+        return ThreadDetail(
+            id=thread.id,
+            title=thread.title,
+            created_at=thread.created_at,
+            updated_at=thread.updated_at,
+            conversations=[
+                ConversationDetail(
+                    id=conversation.id,
+                    status=conversation.status,
+                    stop_reason=conversation.stop_reason,
+                    created_at=conversation.created_at,
+                    finished_at=conversation.finished_at,
+                    user_input=data.user_input,
+                    tags=data.tags,
+                    base_story=data.base_story,
+                    story=data.story,
+                    title=data.title,
+                    recommendations=data.recommendations,
+                    evaluation=None
+                    if evaluation is None
+                    else Evaluation.model_validate(evaluation),
+                )
+                for conversation, data, evaluation in rows
+            ],
+        )
+
+    async def delete(self, *, user_id: str, thread_id: str) -> None:
+        """Deletes the thread with its conversations, data and evaluations (the database
+        cascades), in one transaction of its own.
+
+        The service commits here rather than at the request's edge because the upstream
+        conversation may be deleted only once the rows are surely gone, and the network call must
+        not hold the rows locked while it waits.
+        """
+        async with self._sessionmaker() as session:
+            if await ThreadRepository(session).get(user_id=user_id, thread_id=thread_id) is None:
+                raise NotFound("thread not found", field="thread_id")
+        if self._generations is not None:
+            await self._generations.cancel_thread(user_id=user_id, thread_id=thread_id)
+        async with self._sessionmaker.begin() as session:
+            threads = ThreadRepository(session)
+            thread = await threads.get(user_id=user_id, thread_id=thread_id)
+            # Gone since the check above: a concurrent delete won.
+            if thread is None or not await threads.delete(user_id=user_id, thread_id=thread_id):
+                raise NotFound("thread not found", field="thread_id")
+            remote_id = thread.remote_conversation_id
+        if remote_id is not None:
+            await self._forget_remote(remote_id, thread_id=thread_id)
+
+    async def _forget_remote(self, conversation_id: str, *, thread_id: str) -> None:
+        try:
+            await self._remote.delete_conversation(conversation_id)
+        # Best effort by contract: the thread is already deleted and the user was promised
+        # that; an orphaned upstream conversation is logged for the operator instead.
+        except Exception:
+            logger.warning(
+                "could not delete upstream conversation %s of deleted thread %s",
+                conversation_id,
+                thread_id,
+                exc_info=True,
+            )
