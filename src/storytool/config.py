@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     cancel_on_disconnect: bool = Field(
         default=False, description="Cancel a generation when its client disconnects."
     )
+    event_retention_s: PositiveFloat = Field(
+        default=300.0,
+        description="Seconds a finished generation's events stay replayable for a late resume.",
+    )
 
     # --- several replicas ----------------------------------------------------------------------
     redis_url: str | None = Field(

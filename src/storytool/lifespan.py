@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storytool.auth import Authenticator
 from storytool.config import Settings
 from storytool.db.engine import create_engine, create_sessionmaker
+from storytool.generation.service import StoryService, build_story_service
 from storytool.llm import LLMProvider, build_provider
 from storytool.metrics import Metrics
 
@@ -29,6 +30,7 @@ class State(TypedDict):
     sessionmaker: async_sessionmaker[AsyncSession]
     authenticator: Authenticator
     llm: LLMProvider
+    stories: StoryService
     metrics: Metrics
 
 
@@ -45,16 +47,20 @@ def build_lifespan(
             settings.effective_llm_provider.value,
             settings.auth_mode.value,
         )
+        sessionmaker = create_sessionmaker(engine)
+        stories = build_story_service(settings, llm, sessionmaker)
         try:
             yield State(
                 settings=settings,
                 engine=engine,
-                sessionmaker=create_sessionmaker(engine),
+                sessionmaker=sessionmaker,
                 authenticator=Authenticator(settings),
                 llm=llm,
+                stories=stories,
                 metrics=metrics,
             )
         finally:
+            await stories.aclose()
             await llm.aclose()
             await engine.dispose()
 

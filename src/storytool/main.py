@@ -16,6 +16,7 @@ from storytool.api.middleware import (
 )
 from storytool.config import Settings
 from storytool.evaluations import router as evaluations_router
+from storytool.generation import router as generation_router
 from storytool.lifespan import build_lifespan
 from storytool.metrics import Metrics
 from storytool.threads import router as threads_router
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    app.include_router(generation_router.router)
     app.include_router(threads_router.router)
     app.include_router(evaluations_router.router)
     return app

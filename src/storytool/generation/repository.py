@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from storytool.db.base import utcnow
+from storytool.llm.base import Turn
 from storytool.models import (
     Conversation,
     ConversationData,
@@ -80,6 +81,33 @@ class ConversationRepository:
             .options(undefer(ConversationData.base_story), undefer(ConversationData.story))
         )
         return result.scalar_one()
+
+    async def history(self, *, thread_id: str, limit: int) -> list[Turn]:
+        """The thread's latest ``limit`` turns that have a story, oldest first: the context of
+        the next one."""
+        result = await self.session.execute(
+            select(ConversationData.user_input, ConversationData.tags, ConversationData.story)
+            .join(Conversation, Conversation.id == ConversationData.conversation_id)
+            .where(Conversation.thread_id == thread_id, ConversationData.story.is_not(None))
+            .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+            .limit(limit)
+        )
+        turns = [
+            Turn(user_input=user_input, tags=list(tags or []), story=story or "")
+            for user_input, tags, story in result
+        ]
+        turns.reverse()
+        return turns
+
+    async def attach_remote_conversation(self, *, thread_id: str, remote_id: str) -> bool:
+        """Stores the thread's upstream conversation unless one is already stored (two turns
+        starting at once must agree on one). Here because generation is its only writer."""
+        result = await self.session.execute(
+            update(Thread)
+            .where(Thread.id == thread_id, Thread.remote_conversation_id.is_(None))
+            .values(remote_conversation_id=remote_id)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def save_data(self, *, conversation_id: str, **values: Any) -> None:
         """Stores stage results (base_story, story, title, recommendations) as they complete."""

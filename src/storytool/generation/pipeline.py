@@ -1,0 +1,367 @@
+"""The task that writes one story: draft → refine (streamed) → title and recommendations.
+
+It runs apart from any HTTP request, so it opens its own sessions from the injected sessionmaker:
+a stream outlives the request that started it, and a client that leaves does not stop the story.
+Each stage's result is stored as it completes, the refined text about once a second while it
+streams, and every way of ending (completed, cancelled, failed, interrupted) saves what was written
+before the single terminal event goes out. The status changes only through the conditional
+:meth:`ConversationRepository.finish`, so whichever end commits first is the one that holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storytool.config import Settings
+from storytool.generation.events import EventLog
+from storytool.generation.repository import ConversationRepository
+from storytool.generation.runs import Run
+from storytool.generation.schemas import (
+    Cancelled,
+    Delta,
+    Done,
+    Error,
+    EventPayload,
+    Recommendations,
+    Stage,
+    StageName,
+    StageStatus,
+    Title,
+)
+from storytool.llm.base import (
+    LLMProvider,
+    ProviderError,
+    StoryRequest,
+    StreamEvent,
+    StreamFinished,
+    TextDelta,
+    UpstreamStarted,
+)
+from storytool.models import ConversationStatus, StopReason
+from storytool.threads.repository import ThreadRepository
+
+logger = logging.getLogger("storytool.generation")
+
+FLUSH_INTERVAL_S = 1.0
+"""How often the streaming story is saved: a crash loses at most this much text, and the database
+sees one write a second per stream instead of one per token."""
+
+UPSTREAM_CANCEL_TIMEOUT_S = 5.0
+"""Stopping the upstream run is best effort; a slow upstream must not hold a finished task."""
+
+_EARLY_END_STATUS = {
+    StopReason.USER_CANCEL: ConversationStatus.CANCELLED,
+    StopReason.CLIENT_GONE: ConversationStatus.CANCELLED,
+    StopReason.SHUTDOWN: ConversationStatus.INTERRUPTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    user_id: str
+    thread_id: str
+    conversation_id: str
+    request: StoryRequest
+    remote_conversation_id: str | None = None
+
+
+@asynccontextmanager
+async def _closing(stream: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+    """Closes a provider's stream, and with it the upstream call, however the stage ends. The
+    Protocol promises an iterator; the implementations are generators, which can be closed."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class _LimitReached(Exception):
+    def __init__(self, stop_reason: StopReason, message: str) -> None:
+        super().__init__(message)
+        self.stop_reason = stop_reason
+        self.message = message
+
+
+@dataclass(slots=True)
+class _Progress:
+    draft: list[str] = field(default_factory=list)
+    story: list[str] = field(default_factory=list)
+    story_chars: int = 0
+    refining: bool = False
+    usage: Counter[str] = field(default_factory=Counter)
+    flushed_at: float = field(default_factory=time.monotonic)
+    flush: asyncio.Task[None] | None = None
+
+    @property
+    def partial_story(self) -> str:
+        """What the user has seen: the refined text, or the draft when refine never began."""
+        return "".join(self.story) if self.refining else "".join(self.draft)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        provider: LLMProvider,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        events: EventLog,
+        settings: Settings,
+    ) -> None:
+        self._provider = provider
+        self._sessionmaker = sessionmaker
+        self._events = events
+        self._settings = settings
+
+    async def run(self, job: Job, run: Run) -> None:
+        progress = _Progress()
+        try:
+            async with asyncio.timeout(self._settings.max_generation_seconds):
+                await self._stages(job, run, progress)
+        except asyncio.CancelledError:
+            run.ending = True
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # handled here: the task ends normally once its text is saved
+            reason = run.stop_reason or StopReason.SHUTDOWN
+            await self._end_early(job, run, progress, reason, reason.value, f"stopped: {reason}")
+        except TimeoutError:
+            run.ending = True
+            message = f"stopped after {self._settings.max_generation_seconds:g} s"
+            await self._end_early(job, run, progress, StopReason.TIMEOUT, "timeout", message)
+        except _LimitReached as exc:
+            run.ending = True
+            await self._end_early(job, run, progress, exc.stop_reason, "output_limit", exc.message)
+        except ProviderError as exc:
+            run.ending = True
+            await self._end_early(job, run, progress, exc.stop_reason, exc.code, exc.message)
+        except Exception:
+            run.ending = True
+            logger.exception("generation %s crashed", job.conversation_id)
+            await self._end_early(
+                job, run, progress, StopReason.CRASH, "internal_error", "the generation failed"
+            )
+
+    async def _stages(self, job: Job, run: Run, progress: _Progress) -> None:
+        request = job.request
+        if self._settings.remote_conversations:
+            request = replace(request, remote_conversation_id=await self._remote_conversation(job))
+
+        await self._stage(job, "draft", "started")
+        async with _closing(self._provider.draft(request)) as stream:
+            await self._consume(stream, progress, progress.draft, on_text=None)
+        base_story = "".join(progress.draft)
+        await self._save(job, base_story=base_story)
+        await self._stage(job, "draft", "done")
+
+        await self._stage(job, "refine", "started")
+        progress.refining = True
+
+        async def on_text(text: str) -> None:
+            await self._events.append(job.conversation_id, Delta(text=text))
+            self._maybe_flush(job, progress)
+
+        async with _closing(self._provider.refine(request, base_story)) as stream:
+            await self._consume(stream, progress, progress.story, on_text=on_text, run=run, job=job)
+        story = "".join(progress.story)
+        await self._await_flush(progress)
+        await self._save(job, story=story)
+        await self._stage(job, "refine", "done")
+
+        await self._stage(job, "title", "started")
+        await self._stage(job, "recommend", "started")
+        extras = await self._provider.extras(request, story)
+        async with self._sessionmaker.begin() as session:
+            await ConversationRepository(session).save_data(
+                conversation_id=job.conversation_id,
+                title=extras.title,
+                recommendations=extras.recommendations,
+            )
+            await ThreadRepository(session).touch(thread_id=job.thread_id, title=extras.title)
+        await self._events.append(job.conversation_id, Title(title=extras.title))
+        await self._stage(job, "title", "done")
+        await self._events.append(
+            job.conversation_id, Recommendations(items=extras.recommendations)
+        )
+        await self._stage(job, "recommend", "done")
+
+        run.ending = True
+        usage = dict(progress.usage)
+        await self._conclude(
+            job, ConversationStatus.COMPLETED, None, None, usage, Done(usage=usage), progress
+        )
+
+    async def _consume(
+        self,
+        stream: AsyncIterator[StreamEvent],
+        progress: _Progress,
+        parts: list[str],
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None,
+        run: Run | None = None,
+        job: Job | None = None,
+    ) -> None:
+        limit = self._settings.max_output_chars
+        written = 0
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                text = event.text[: limit - written]
+                if text:
+                    parts.append(text)
+                    written += len(text)
+                    if on_text is not None:
+                        progress.story_chars = written
+                        await on_text(text)
+                if len(event.text) > len(text):
+                    raise _LimitReached(
+                        StopReason.OUTPUT_LIMIT,
+                        f"stopped at the output limit of {limit} characters",
+                    )
+            elif isinstance(event, UpstreamStarted) and run is not None and job is not None:
+                run.response_id = event.response_id
+                async with self._sessionmaker.begin() as session:
+                    await ConversationRepository(session).save_upstream(
+                        conversation_id=job.conversation_id,
+                        response_id=event.response_id,
+                        sequence=0,
+                    )
+            elif isinstance(event, StreamFinished):
+                progress.usage.update(event.usage)
+
+    async def _remote_conversation(self, job: Job) -> str | None:
+        if job.remote_conversation_id is not None:
+            return job.remote_conversation_id
+        created = await self._provider.create_conversation()
+        if created is None:
+            return None
+        async with self._sessionmaker.begin() as session:
+            conversations = ConversationRepository(session)
+            if await conversations.attach_remote_conversation(
+                thread_id=job.thread_id, remote_id=created
+            ):
+                return created
+            thread = await ThreadRepository(session).get(
+                user_id=job.user_id, thread_id=job.thread_id
+            )
+        # Another turn of this thread created one at the same moment; keep theirs.
+        await self._provider.delete_conversation(created)
+        return thread.remote_conversation_id if thread is not None else None
+
+    async def _stage(self, job: Job, name: StageName, status: StageStatus) -> None:
+        await self._events.append(job.conversation_id, Stage(name=name, status=status))
+
+    async def _save(self, job: Job, **values: Any) -> None:
+        async with self._sessionmaker.begin() as session:
+            await ConversationRepository(session).save_data(
+                conversation_id=job.conversation_id, **values
+            )
+
+    def _maybe_flush(self, job: Job, progress: _Progress) -> None:
+        """Saves the story so far in the background, at most once per interval and one at a time,
+        so the stream never waits on the database."""
+        now = time.monotonic()
+        if now - progress.flushed_at < FLUSH_INTERVAL_S:
+            return
+        if progress.flush is not None and not progress.flush.done():
+            return
+        progress.flushed_at = now
+        progress.flush = asyncio.create_task(self._save(job, story="".join(progress.story)))
+
+    async def _await_flush(self, progress: _Progress) -> None:
+        """The last background flush lands before the final save, never after it."""
+        if progress.flush is None:
+            return
+        try:
+            await asyncio.shield(progress.flush)
+        except Exception:
+            logger.exception("a partial-story flush failed; the final save follows")
+
+    async def _end_early(
+        self,
+        job: Job,
+        run: Run,
+        progress: _Progress,
+        stop_reason: StopReason,
+        code: str,
+        message: str,
+    ) -> None:
+        status = _EARLY_END_STATUS.get(stop_reason, ConversationStatus.FAILED)
+        terminal: EventPayload
+        if status is ConversationStatus.CANCELLED:
+            terminal = Cancelled(
+                user_input=job.request.user_input,
+                tags=job.request.tags,
+                partial_story=progress.partial_story,
+            )
+        else:
+            terminal = Error(code=code, message=message)
+        error = None if status is ConversationStatus.CANCELLED else message
+        await self._conclude(
+            job, status, stop_reason, error, dict(progress.usage), terminal, progress
+        )
+        if progress.refining and run.response_id is not None:
+            try:
+                async with asyncio.timeout(UPSTREAM_CANCEL_TIMEOUT_S):
+                    await self._provider.cancel(run.response_id)
+            except Exception:
+                logger.warning("could not stop upstream run %s", run.response_id, exc_info=True)
+
+    async def _conclude(
+        self,
+        job: Job,
+        status: ConversationStatus,
+        stop_reason: StopReason | None,
+        error: str | None,
+        usage: dict[str, int],
+        terminal: EventPayload,
+        progress: _Progress,
+    ) -> None:
+        """Saves what was written, then sets the final status if nothing else has, then sends the
+        terminal event that matches the status which holds."""
+        await self._await_flush(progress)
+        values: dict[str, Any] = {"base_story": "".join(progress.draft)}
+        if progress.refining:
+            values["story"] = "".join(progress.story)
+        try:
+            async with self._sessionmaker.begin() as session:
+                conversations = ConversationRepository(session)
+                await conversations.save_data(conversation_id=job.conversation_id, **values)
+                won = await conversations.finish(
+                    conversation_id=job.conversation_id,
+                    status=status,
+                    stop_reason=stop_reason,
+                    error=error,
+                    usage=usage,
+                )
+                if not won:
+                    ended = await conversations.get(
+                        user_id=job.user_id, conversation_id=job.conversation_id
+                    )
+                    terminal = self._terminal_for(job, progress, ended.status if ended else None)
+        except Exception:
+            logger.exception("could not save the end of generation %s", job.conversation_id)
+            if not isinstance(terminal, Error):
+                terminal = Error(code="internal_error", message="the story could not be saved")
+        await self._events.append(job.conversation_id, terminal)
+
+    def _terminal_for(
+        self, job: Job, progress: _Progress, status: ConversationStatus | None
+    ) -> EventPayload:
+        """The terminal event for a status another party set first (a cancel beat completion)."""
+        if status is ConversationStatus.CANCELLED:
+            return Cancelled(
+                user_input=job.request.user_input,
+                tags=job.request.tags,
+                partial_story=progress.partial_story,
+            )
+        return Error(code=str(status or "gone"), message="the generation ended elsewhere")

@@ -1,0 +1,80 @@
+"""``POST /api/generate`` (SSE), its resume stream, and ``POST /api/cancelGeneration``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from sse_starlette import EventSourceResponse
+
+from storytool.api.deps import StateDep, UserDep
+from storytool.api.sse import event_stream
+from storytool.generation.schemas import CancelRequest, CancelResponse, GenerateRequest
+from storytool.generation.service import StoryService
+
+router = APIRouter(prefix="/api", tags=["generation"])
+
+
+def get_story_service(state: StateDep) -> StoryService:
+    return state["stories"]
+
+
+StoryServiceDep = Annotated[StoryService, Depends(get_story_service)]
+
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "meta, stage, delta, title, recommendations, then done|cancelled|error",
+    },
+    404: {"description": "Unknown thread or conversation, or another user's"},
+    422: {"description": "Invalid input; the field is named"},
+}
+
+
+@router.post(
+    "/generate",
+    response_class=EventSourceResponse,
+    responses={
+        **_STREAM,
+        429: {"description": "Too many generations running for this user"},
+        503: {"description": "The server runs as many generations as it can"},
+    },
+)
+async def generate(
+    body: GenerateRequest, user_id: UserDep, stories: StoryServiceDep
+) -> EventSourceResponse:
+    """Writes a story and streams it. The thread (when none is given) and the conversation are
+    stored before the first byte; the story is written on even if the client leaves."""
+    started = await stories.start(user_id=user_id, request=body)
+    return event_stream(stories.stream(started.conversation_id))
+
+
+@router.get(
+    "/generate/{conversation_id}/events", response_class=EventSourceResponse, responses=_STREAM
+)
+async def resume_events(
+    conversation_id: str,
+    user_id: UserDep,
+    stories: StoryServiceDep,
+    last_event_id: Annotated[int, Header(ge=0)] = 0,
+) -> EventSourceResponse:
+    """The events after ``Last-Event-ID``, then the live ones until the end."""
+    events = await stories.resume(
+        user_id=user_id, conversation_id=conversation_id, last_event_id=last_event_id
+    )
+    return event_stream(events)
+
+
+@router.post(
+    "/cancelGeneration",
+    responses={
+        404: {"description": "Unknown conversation, or another user's"},
+        409: {"description": "The generation already ended otherwise"},
+    },
+)
+async def cancel_generation(
+    body: CancelRequest, user_id: UserDep, stories: StoryServiceDep
+) -> CancelResponse:
+    """Stops the story and answers once its text is saved: the final status and the saved
+    partial story. Cancelling twice gives the same answer."""
+    return await stories.cancel(user_id=user_id, conversation_id=body.conversation_id)

@@ -1,0 +1,94 @@
+"""The generations this process is running: their tasks, upstream ids and owners, within limits.
+
+A run is admitted before anything is written (so an overloaded server refuses cleanly), then bound
+to its conversation and task; it leaves the registry when its task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+
+from storytool.errors import ServiceUnavailable, TooManyRequests
+from storytool.models import StopReason
+
+RETRY_AFTER_SECONDS = 5
+"""What a refused client is told to wait: a short story's draft stage, about when a slot frees up.
+Longer only slows a user down; shorter makes clients hammer a full server."""
+
+
+@dataclass(eq=False, slots=True)
+class Run:
+    user_id: str
+    conversation_id: str = ""
+    thread_id: str = ""
+    task: asyncio.Task[None] | None = None
+    response_id: str | None = None
+    """The upstream refine run, once it exists: what ``provider.cancel`` stops."""
+    stop_reason: StopReason | None = None
+    """Why the run is being stopped early; set once, by whoever stops it first."""
+    ending: bool = False
+    """The task is saving its final state; cancelling it now would cut that short."""
+
+    def stop(self, reason: StopReason) -> bool:
+        """Cancels the task for ``reason``. False when it is already stopping or ending."""
+        if self.stop_reason is not None or self.ending or self.task is None:
+            return False
+        self.stop_reason = reason
+        self.task.cancel()
+        return True
+
+
+class RunRegistry:
+    def __init__(self, *, max_total: int, max_per_user: int) -> None:
+        self._max_total = max_total
+        self._max_per_user = max_per_user
+        self._admitted: set[Run] = set()
+        self._per_user: Counter[str] = Counter()
+        self._by_conversation: dict[str, Run] = {}
+
+    def admit(self, *, user_id: str) -> Run:
+        """A slot for a new generation, or 429/503 when the user or the process is at its limit."""
+        if len(self._admitted) >= self._max_total:
+            raise ServiceUnavailable(
+                "the server is running as many generations as it can; try again shortly",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        if self._per_user[user_id] >= self._max_per_user:
+            raise TooManyRequests(
+                f"at most {self._max_per_user} generations may run at once per user",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        run = Run(user_id=user_id)
+        self._admitted.add(run)
+        self._per_user[user_id] += 1
+        return run
+
+    def bind(
+        self, run: Run, *, conversation_id: str, thread_id: str, task: asyncio.Task[None]
+    ) -> None:
+        run.conversation_id = conversation_id
+        run.thread_id = thread_id
+        run.task = task
+        self._by_conversation[conversation_id] = run
+        task.add_done_callback(lambda _task: self.release(run))
+
+    def release(self, run: Run) -> None:
+        if run not in self._admitted:
+            return
+        self._admitted.discard(run)
+        self._per_user[run.user_id] -= 1
+        if self._per_user[run.user_id] <= 0:
+            del self._per_user[run.user_id]
+        if self._by_conversation.get(run.conversation_id) is run:
+            del self._by_conversation[run.conversation_id]
+
+    def get(self, conversation_id: str) -> Run | None:
+        return self._by_conversation.get(conversation_id)
+
+    def in_thread(self, thread_id: str) -> list[Run]:
+        return [run for run in self._by_conversation.values() if run.thread_id == thread_id]
+
+    def running(self) -> list[Run]:
+        return list(self._by_conversation.values())
