@@ -22,6 +22,7 @@ from storytool.config import Settings
 from storytool.db.base import Base
 from storytool.db.engine import create_engine
 from storytool.db.migrations import upgrade
+from tests.fakes.openai_server import FakeOpenAI
 
 DEFAULT_MYSQL_URL = "mysql+asyncmy://root@127.0.0.1:3306/test?charset=utf8mb4"
 MYSQL_URL = os.environ.get("STORYTOOL_TEST_MYSQL_URL", DEFAULT_MYSQL_URL)
@@ -149,6 +150,20 @@ def settings(committed_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         index_dir=tmp_path / "indexes",
     )
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[FakeOpenAI]:
+    """One fake OpenAI server on loopback for the whole run (see tests/fakes/openai_server.py)."""
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: FakeOpenAI) -> FakeOpenAI:
+    """The shared fake server with a fresh behaviour and empty records for this test."""
+    fake_openai_server.reset()
+    return fake_openai_server
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,0 +1,744 @@
+"""A fake OpenAI server that speaks the real wire format, for tests and ``bench/``.
+
+The real ``openai`` SDK (3.x, on httpx2) must parse everything it sends, so the shapes follow the
+SDK's own types (``openai/types/responses/response_stream_event.py``, ``types/chat``,
+``types/conversations``) and its SSE decoder (``openai/_streaming.py``). Served paths:
+
+    POST   /v1/responses              stream / non-stream / background, text.format json_schema
+    GET    /v1/responses/{id}         snapshot, or ?stream=true&starting_after=N: replay + follow
+    POST   /v1/responses/{id}/cancel  stops a background run; its stream ends
+    POST   /v1/chat/completions       chat.completion(.chunk), usage chunk, data: [DONE]
+    POST   /v1/embeddings             float or base64, deterministic vectors
+    POST   /v1/conversations          + /{id}/items (POST, GET), DELETE /{id}
+
+A Responses run is produced by its own task and kept in memory with every event it emitted, so a
+background run goes on when its stream is dropped and ``starting_after`` replays what was missed.
+Faults (a stall, a dropped connection, an injected unknown event, a mid-stream failure) belong to
+the *connection* that first streams a run: they are queued on :class:`Behaviour` and each is used
+once. HTTP errors are queued the same way.
+
+In tests: ``with FakeOpenAI() as fake: AsyncOpenAI(base_url=fake.base_url, ...)``; change
+``fake.behaviour`` and read ``fake.requests`` / ``fake.cancelled``. For benchmarks, a process:
+``python -m tests.fakes.openai_server --port 8300 --tokens-per-second 50 --story-tokens 200``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import random
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DEFAULT_STORY = (
+    "화설. 옛적 남쪽 고을에 한 선비가 있으니, 성품이 곧고 글을 좋아하더라. "
+    "각설. 하루는 선비가 길을 떠나 깊은 산중에 이르매, 한 노인이 나타나 이르기를 "
+    "'그대의 정성이 하늘에 닿았도다' 하더라. "
+    "차설. 선비가 마침내 뜻을 이루니, 온 고을이 그 덕을 칭송하노라."
+)
+
+FaultKind = Literal["stall", "drop", "inject", "error", "failed", "incomplete"]
+Api = Literal["responses", "chat"]
+RUN_FAILURES = ("error", "failed", "incomplete")
+
+
+@dataclass
+class Fault:
+    """Something that goes wrong on the next stream of ``api`` (any when None), after ``after``
+    text deltas: ``stall`` stops sending without closing, ``drop`` closes the connection,
+    ``inject`` sends an event of an unknown type (``event_type``) and carries on, ``error`` /
+    ``failed`` / ``incomplete`` end a Responses run with that event (chat streams: an error
+    chunk)."""
+
+    kind: FaultKind
+    after: int = 0
+    api: Api | None = None
+    event_type: str = "keepalive"
+
+
+@dataclass
+class HttpError:
+    status: int
+    path: str | None = None
+    """Only requests whose path starts with this (e.g. ``/v1/responses``); any when None."""
+    retry_after: int | None = None
+
+
+@dataclass
+class Behaviour:
+    """How the server answers; tests change it between (or during) requests."""
+
+    story: str = DEFAULT_STORY
+    texts: dict[str, str] = field(default_factory=dict)
+    """Text per model name, when a model should write something other than ``story``."""
+    tokens_per_second: float | None = None
+    """Pace of text deltas; None sends them as fast as the loop allows."""
+    first_token_delay: float = 0.0
+    structured_answers: deque[str] = field(default_factory=deque)
+    """Raw answers for json_schema requests, used in order; when empty, a valid default."""
+    embedding_dimension: int = 64
+    faults: list[Fault] = field(default_factory=list)
+    http_errors: list[HttpError] = field(default_factory=list)
+
+    def fail_next(
+        self,
+        status: int = 500,
+        *,
+        times: int = 1,
+        path: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        self.http_errors.extend(HttpError(status, path, retry_after) for _ in range(times))
+
+    def add_fault(
+        self,
+        kind: FaultKind,
+        *,
+        after: int = 0,
+        api: Api | None = None,
+        event_type: str = "keepalive",
+    ) -> None:
+        self.faults.append(Fault(kind, after, api, event_type))
+
+    def text_for(self, model: str) -> str:
+        return self.texts.get(model, self.story)
+
+    def take_fault(self, api: Api) -> Fault | None:
+        for index, fault in enumerate(self.faults):
+            if fault.api in (None, api):
+                return self.faults.pop(index)
+        return None
+
+    def take_http_error(self, path: str) -> HttpError | None:
+        for index, error in enumerate(self.http_errors):
+            if error.path is None or path.startswith(error.path):
+                return self.http_errors.pop(index)
+        return None
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+def tokenize(text: str) -> list[str]:
+    """Word-sized pieces (each keeps its trailing space) that join back to ``text`` exactly."""
+    return [piece for piece in re.split(r"(?<=\s)(?=\S)", text) if piece]
+
+
+def embed(text: str, dimension: int) -> list[float]:
+    """A unit vector derived from the text only: same text, same vector, on every run."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    rng = random.Random(seed)
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimension)]
+    norm = sum(value * value for value in vector) ** 0.5 or 1.0
+    return [value / norm for value in vector]
+
+
+def default_for_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
+    """A value that satisfies a (Pydantic-made) JSON schema, for unscripted structured answers."""
+    root = root or schema
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return default_for_schema(root.get("$defs", {})[name], root)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return default_for_schema(schema[key][0], root)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next(item for item in kind if item != "null")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: default_for_schema(sub, root) for name, sub in properties.items()}
+    if kind == "array":
+        count = max(3, schema.get("minItems", 0))
+        return [default_for_schema(schema.get("items", {}), root) for _ in range(count)]
+    defaults = {"string": "각설", "integer": 1, "number": 0.5, "boolean": True, "null": None}
+    return defaults[kind]
+
+
+def _error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _json_schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of a structured-output request (Responses ``text.format`` or Chat
+    ``response_format``), or None."""
+    fmt = (body.get("text") or {}).get("format") or body.get("response_format") or {}
+    if fmt.get("type") != "json_schema":
+        return None
+    schema: dict[str, Any] = fmt.get("schema") or fmt.get("json_schema", {}).get("schema") or {}
+    return schema
+
+
+def _input_items(value: Any) -> list[dict[str, Any]]:
+    """Responses ``input`` (a string or items) as conversation items with ids."""
+    items = [{"role": "user", "content": value}] if isinstance(value, str) else list(value or [])
+    normalized = []
+    for item in items:
+        content = item.get("content", "")
+        kind = "output_text" if item.get("role") == "assistant" else "input_text"
+        if isinstance(content, str):
+            content = [{"type": kind, "text": content}]
+        normalized.append(
+            {
+                "type": "message",
+                "id": f"msg_{uuid.uuid4().hex}",
+                "status": "completed",
+                "role": item.get("role", "user"),
+                "content": content,
+            }
+        )
+    return normalized
+
+
+def _count_tokens(value: Any) -> int:
+    return max(1, len(json.dumps(value, ensure_ascii=False)) // 4)
+
+
+@dataclass
+class Run:
+    """One Responses run: every event it emitted, kept for replay."""
+
+    id: str
+    body: dict[str, Any]
+    text: str
+    fault: Fault | None
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    item_id: str = field(default_factory=lambda: f"msg_{uuid.uuid4().hex}")
+    status: str = "queued"
+    events: list[dict[str, Any]] = field(default_factory=list)
+    written: str = ""
+    usage: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    incomplete_details: dict[str, str] | None = None
+    task: asyncio.Task[None] | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def background(self) -> bool:
+        return bool(self.body.get("background"))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed", "incomplete", "cancelled")
+
+    def message(self, status: str) -> dict[str, Any]:
+        content = [{"type": "output_text", "text": self.written, "annotations": [], "logprobs": []}]
+        return {
+            "id": self.item_id,
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": content if status != "in_progress" or self.written else [],
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        body = self.body
+        conversation = body.get("conversation")
+        if isinstance(conversation, str):
+            conversation = {"id": conversation}
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": self.status,
+            "background": self.background,
+            "error": self.error,
+            "incomplete_details": self.incomplete_details,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "model": body.get("model", ""),
+            "output": [self.message("completed" if self.finished else "in_progress")]
+            if self.written or self.status == "completed"
+            else [],
+            "parallel_tool_calls": True,
+            "previous_response_id": body.get("previous_response_id"),
+            "conversation": conversation,
+            "reasoning": {"effort": None, "summary": None},
+            "store": body.get("store", True),
+            "temperature": body.get("temperature", 1.0),
+            "text": body.get("text") or {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": body.get("top_p", 1.0),
+            "truncation": "disabled",
+            "usage": self.usage,
+            "user": None,
+            "metadata": body.get("metadata") or {},
+        }
+
+    def emit(self, event_type: str, **payload: Any) -> None:
+        self.events.append({"type": event_type, "sequence_number": len(self.events), **payload})
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class FakeOpenAI:
+    """The fake server: an ASGI app plus, when started, a uvicorn server in its own thread."""
+
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
+        self.requests: list[Received] = []
+        self.cancelled: list[str] = []
+        self.runs: dict[str, Run] = {}
+        self.conversations: dict[str, list[dict[str, Any]]] = {}
+        self.app = Starlette(
+            routes=[
+                Route("/v1/responses", self._create_response, methods=["POST"]),
+                Route("/v1/responses/{id}", self._retrieve_response, methods=["GET"]),
+                Route("/v1/responses/{id}/cancel", self._cancel_response, methods=["POST"]),
+                Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/v1/conversations", self._create_conversation, methods=["POST"]),
+                Route("/v1/conversations/{id}", self._delete_conversation, methods=["DELETE"]),
+                Route(
+                    "/v1/conversations/{id}/items",
+                    self._conversation_items,
+                    methods=["GET", "POST"],
+                ),
+            ]
+        )
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake OpenAI server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """A fresh behaviour and empty records, for the next test on a shared server."""
+        self.behaviour = Behaviour()
+        self.requests.clear()
+        self.cancelled.clear()
+        self.conversations.clear()
+
+    def received(self, path: str) -> list[Received]:
+        return [item for item in self.requests if item.path == path]
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def _receive(self, request: Request) -> tuple[Any, Response | None]:
+        """Records the request; answers a queued HTTP error instead when one matches."""
+        raw = await request.body()
+        body = json.loads(raw) if raw else None
+        self.requests.append(
+            Received(
+                request.method,
+                request.url.path,
+                dict(request.query_params),
+                dict(request.headers),
+                body,
+            )
+        )
+        error = self.behaviour.take_http_error(request.url.path)
+        if error is None:
+            return body, None
+        headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else {}
+        kind = "rate_limit_exceeded" if error.status == 429 else "server_error"
+        answer = JSONResponse(
+            _error_body(f"fake error {error.status}", kind), error.status, headers=headers
+        )
+        return body, answer
+
+    async def _pace(self, index: int) -> None:
+        if index == 0 and self.behaviour.first_token_delay:
+            await asyncio.sleep(self.behaviour.first_token_delay)
+        if self.behaviour.tokens_per_second:
+            await asyncio.sleep(1 / self.behaviour.tokens_per_second)
+        else:
+            await asyncio.sleep(0)
+
+    def _answer_text(self, body: dict[str, Any]) -> str:
+        schema = _json_schema_of(body)
+        if schema is None:
+            return self.behaviour.text_for(body.get("model", ""))
+        if self.behaviour.structured_answers:
+            return self.behaviour.structured_answers.popleft()
+        return json.dumps(default_for_schema(schema), ensure_ascii=False)
+
+    @staticmethod
+    async def _deliver(
+        chunks: AsyncIterator[tuple[bytes, bool]], fault: Fault | None, inject: Callable[[], bytes]
+    ) -> AsyncIterator[bytes]:
+        """Sends ``(bytes, is_text_delta)`` chunks, applying a connection fault after
+        ``fault.after`` text deltas."""
+        deltas = 0
+        async for chunk, is_delta in chunks:
+            if fault is not None and is_delta and deltas >= fault.after:
+                if fault.kind == "stall":
+                    await asyncio.Event().wait()
+                if fault.kind == "drop":
+                    raise ConnectionAbortedError("fake OpenAI: connection dropped on purpose")
+                if fault.kind == "inject":
+                    yield inject()
+                    fault = None
+            yield chunk
+            deltas += is_delta
+
+    # --- Responses -------------------------------------------------------------------------
+
+    async def _create_response(self, request: Request) -> Response:
+        body, error = await self._receive(request)
+        if error is not None:
+            return error
+        conversation = body.get("conversation")
+        conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
+        if conversation_id is not None and conversation_id not in self.conversations:
+            return JSONResponse(
+                _error_body(f"Conversation {conversation_id} not found", "invalid_request_error"),
+                404,
+            )
+        if conversation_id is not None:
+            self.conversations[conversation_id].extend(_input_items(body.get("input")))
+        fault = self.behaviour.take_fault("responses") if body.get("stream") else None
+        run = Run(f"resp_{uuid.uuid4().hex}", body, self._answer_text(body), fault)
+        self.runs[run.id] = run
+        run.task = asyncio.create_task(self._produce(run, conversation_id))
+        if body.get("stream"):
+            return self._stream_run(run, after=-1, fault=fault)
+        if not run.background:
+            await run.task
+        return JSONResponse(run.snapshot())
+
+    async def _produce(self, run: Run, conversation_id: str | None) -> None:
+        fault = run.fault if run.fault and run.fault.kind in RUN_FAILURES else None
+        run.status = "in_progress"
+        run.emit("response.created", response=run.snapshot())
+        run.emit("response.in_progress", response=run.snapshot())
+        run.emit("response.output_item.added", output_index=0, item=run.message("in_progress"))
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        where = {"item_id": run.item_id, "output_index": 0, "content_index": 0}
+        run.emit("response.content_part.added", part=part, **where)
+        for index, token in enumerate(tokenize(run.text)):
+            if fault is not None and index >= fault.after:
+                self._fail(run, fault.kind)
+                return
+            await self._pace(index)
+            run.written += token
+            run.emit("response.output_text.delta", delta=token, logprobs=[], **where)
+        run.emit("response.output_text.done", text=run.written, logprobs=[], **where)
+        run.emit("response.content_part.done", part={**part, "text": run.written}, **where)
+        run.emit("response.output_item.done", output_index=0, item=run.message("completed"))
+        output_tokens = len(tokenize(run.text))
+        input_tokens = _count_tokens(run.body.get("input"))
+        run.usage = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        }
+        run.status = "completed"
+        run.emit("response.completed", response=run.snapshot())
+        if conversation_id in self.conversations:
+            self.conversations[conversation_id].append(run.message("completed"))
+
+    @staticmethod
+    def _fail(run: Run, kind: FaultKind) -> None:
+        if kind == "error":
+            run.status = "failed"
+            run.emit("error", code="server_error", message="fake mid-stream error", param=None)
+            return
+        if kind == "failed":
+            run.status = "failed"
+            run.error = {"code": "server_error", "message": "fake mid-stream failure"}
+        else:
+            run.status = "incomplete"
+            run.incomplete_details = {"reason": "max_output_tokens"}
+        run.emit(f"response.{run.status}", response=run.snapshot())
+
+    def _stream_run(self, run: Run, *, after: int, fault: Fault | None) -> StreamingResponse:
+        async def events() -> AsyncIterator[tuple[bytes, bool]]:
+            index = after + 1
+            while True:
+                while index < len(run.events):
+                    event = run.events[index]
+                    index += 1
+                    yield _sse(event, event["type"]), event["type"] == "response.output_text.delta"
+                if run.finished:
+                    return
+                await run.changed.wait()
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._deliver(events(), fault, inject):
+                    yield chunk
+            finally:
+                if not run.background and not run.finished and run.task is not None:
+                    run.task.cancel()
+                    run.status = "cancelled"
+
+        def inject() -> bytes:
+            event_type = fault.event_type if fault else "keepalive"
+            return _sse({"type": event_type}, event_type)
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    async def _retrieve_response(self, request: Request) -> Response:
+        _body, error = await self._receive(request)
+        if error is not None:
+            return error
+        run = self.runs.get(request.path_params["id"])
+        if run is None:
+            return _not_found("response", request.path_params["id"])
+        if request.query_params.get("stream") == "true":
+            after = int(request.query_params.get("starting_after", "-1"))
+            return self._stream_run(run, after=after, fault=None)
+        return JSONResponse(run.snapshot())
+
+    async def _cancel_response(self, request: Request) -> Response:
+        _body, error = await self._receive(request)
+        if error is not None:
+            return error
+        run = self.runs.get(request.path_params["id"])
+        if run is None:
+            return _not_found("response", request.path_params["id"])
+        if not run.background:
+            return JSONResponse(
+                _error_body(
+                    "Only responses created with background=true can be cancelled",
+                    "invalid_request_error",
+                ),
+                400,
+            )
+        self.cancelled.append(run.id)
+        if not run.finished and run.task is not None:
+            run.task.cancel()
+            run.status = "cancelled"
+            run.changed.set()
+        return JSONResponse(run.snapshot())
+
+    # --- Chat Completions ------------------------------------------------------------------
+
+    async def _chat_completions(self, request: Request) -> Response:
+        body, error = await self._receive(request)
+        if error is not None:
+            return error
+        text = self._answer_text(body)
+        tokens = tokenize(text)
+        prompt_tokens = _count_tokens(body.get("messages"))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(tokens),
+            "total_tokens": prompt_tokens + len(tokens),
+        }
+        head = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "system_fingerprint": None,
+        }
+        if not body.get("stream"):
+            for index in range(len(tokens)):
+                await self._pace(index)
+            message = {"role": "assistant", "content": text, "refusal": None}
+            choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+            return JSONResponse(
+                {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+            )
+        fault = self.behaviour.take_fault("chat")
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            return _sse({**head, "object": "chat.completion.chunk", "choices": [choice]})
+
+        async def chunks() -> AsyncIterator[tuple[bytes, bool]]:
+            yield chunk({"role": "assistant", "content": ""}, None), False
+            for index, token in enumerate(tokens):
+                if fault is not None and fault.kind in RUN_FAILURES:
+                    if index >= fault.after:
+                        yield _sse(_error_body("fake mid-stream error", "server_error")), False
+                        return
+                await self._pace(index)
+                yield chunk({"content": token}, None), True
+            yield chunk({}, "stop"), False
+            if include_usage:
+                last = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+                yield _sse(last), False
+            yield b"data: [DONE]\n\n", False
+
+        def inject() -> bytes:
+            return _sse({"object": fault.event_type if fault else "keepalive"})
+
+        return StreamingResponse(
+            self._deliver(chunks(), fault, inject), media_type="text/event-stream"
+        )
+
+    # --- Embeddings ------------------------------------------------------------------------
+
+    async def _embeddings(self, request: Request) -> Response:
+        body, error = await self._receive(request)
+        if error is not None:
+            return error
+        texts = [body["input"]] if isinstance(body["input"], str) else list(body["input"])
+        dimension = body.get("dimensions") or self.behaviour.embedding_dimension
+        data = []
+        for index, text in enumerate(texts):
+            vector = embed(str(text), dimension)
+            value: list[float] | str = vector
+            if body.get("encoding_format") == "base64":
+                value = base64.b64encode(struct.pack(f"<{dimension}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        tokens = sum(_count_tokens(text) for text in texts)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", ""),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    # --- Conversations ---------------------------------------------------------------------
+
+    async def _create_conversation(self, request: Request) -> Response:
+        body, error = await self._receive(request)
+        if error is not None:
+            return error
+        conversation_id = f"conv_{uuid.uuid4().hex}"
+        self.conversations[conversation_id] = _input_items((body or {}).get("items"))
+        return JSONResponse(
+            {
+                "id": conversation_id,
+                "object": "conversation",
+                "created_at": int(time.time()),
+                "metadata": (body or {}).get("metadata") or {},
+            }
+        )
+
+    async def _conversation_items(self, request: Request) -> Response:
+        body, error = await self._receive(request)
+        if error is not None:
+            return error
+        conversation_id = request.path_params["id"]
+        items = self.conversations.get(conversation_id)
+        if items is None:
+            return _not_found("conversation", conversation_id)
+        if request.method == "POST":
+            added = _input_items(body.get("items"))
+            items.extend(added)
+            return JSONResponse(_item_list(added, has_more=False))
+        ordered = items if request.query_params.get("order") == "asc" else items[::-1]
+        after = request.query_params.get("after")
+        if after is not None:
+            ids = [item["id"] for item in ordered]
+            ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+        limit = int(request.query_params.get("limit", "20"))
+        return JSONResponse(_item_list(ordered[:limit], has_more=len(ordered) > limit))
+
+    async def _delete_conversation(self, request: Request) -> Response:
+        _body, error = await self._receive(request)
+        if error is not None:
+            return error
+        conversation_id = request.path_params["id"]
+        if self.conversations.pop(conversation_id, None) is None:
+            return _not_found("conversation", conversation_id)
+        return JSONResponse(
+            {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+        )
+
+
+def _not_found(kind: str, identifier: str) -> JSONResponse:
+    return JSONResponse(
+        _error_body(f"No {kind} found with id '{identifier}'.", "invalid_request_error"), 404
+    )
+
+
+def _item_list(items: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else "",
+        "last_id": items[-1]["id"] if items else "",
+        "has_more": has_more,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serves the fake in this process (for benchmarks, which want it on its own core)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8300)
+    parser.add_argument("--tokens-per-second", type=float, default=None)
+    parser.add_argument("--first-token-delay", type=float, default=0.0)
+    parser.add_argument(
+        "--story-tokens", type=int, default=None, help="Stream this many word tokens per answer."
+    )
+    args = parser.parse_args(argv)
+    behaviour = Behaviour(
+        tokens_per_second=args.tokens_per_second, first_token_delay=args.first_token_delay
+    )
+    if args.story_tokens:
+        words = tokenize(DEFAULT_STORY)
+        behaviour.story = "".join(words[i % len(words)] for i in range(args.story_tokens))
+    fake = FakeOpenAI(behaviour)
+    uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()
