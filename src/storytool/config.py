@@ -177,6 +177,19 @@ class Settings(BaseSettings):
         default=300.0,
         description="Seconds a finished generation's events stay replayable for a late resume.",
     )
+    max_analysis_chars: PositiveInt = Field(
+        default=50_000, description="Longest text POST /api/analyze accepts (422 past it)."
+    )
+    analysis_chunk_chars: Annotated[int, Field(ge=500)] = Field(
+        default=12_000,
+        description=(
+            "Characters of story the model reads per analysis call; longer texts are read in "
+            "chunks of about this size and the partial analyses merged by one more call."
+        ),
+    )
+    analysis_concurrency: PositiveInt = Field(
+        default=4, description="Chunk analysis calls one request runs at once."
+    )
 
     # --- several replicas ----------------------------------------------------------------------
     redis_url: str | None = Field(

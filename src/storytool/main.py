@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from storytool import __version__
+from storytool.analysis import router as analysis_router
 from storytool.api import health
 from storytool.api.errors import install_error_handlers
 from storytool.api.middleware import (
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(generation_router.router)
+    app.include_router(analysis_router.router)
     app.include_router(threads_router.router)
     app.include_router(evaluations_router.router)
     return app
