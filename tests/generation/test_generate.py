@@ -41,7 +41,8 @@ class TestStream:
             ("title", "done"),
             ("recommend", "done"),
         ]
-        assert names[-1] == "done" and names.count("done") == 1
+        assert names[-1] == "done"
+        assert names.count("done") == 1
         assert names.index("title") < names.index("recommendations") < names.index("done")
 
         meta = events[0].data
@@ -49,10 +50,13 @@ class TestStream:
         assert conversation.status is ConversationStatus.COMPLETED
         assert conversation.stop_reason is None
         assert data.story == story_of(events)
-        assert data.base_story and data.base_story != data.story
+        assert data.base_story
+        assert data.base_story != data.story
         title = next(e.data["title"] for e in events if e.event == "title")
         items = next(e.data["items"] for e in events if e.event == "recommendations")
-        assert data.title == title and data.recommendations == items and items
+        assert data.title == title
+        assert data.recommendations == items
+        assert items
         assert (await database.thread(meta["thread_id"])).title == title
         assert conversation.models == {
             "draft": "offline",
@@ -79,4 +83,6 @@ class TestStream:
                 break
             await asyncio.sleep(0.05)
         assert conversation.status is ConversationStatus.COMPLETED
-        assert data.title and data.story and len(data.story) > len(event.data["text"])
+        assert data.title
+        assert data.story
+        assert len(data.story) > len(event.data["text"])
