@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 from pydantic import ValidationError
+from rich.progress import MofNCompleteColumn, Progress
 
 from storytool.config import Settings, describe_settings_error
 from storytool.db import migrations
+from storytool.search.builder import CorpusError, build_index
+from storytool.search.embedders import EmbeddingError, build_embedder
+from storytool.search.index import Manifest
 
 app = typer.Typer(help="Storytool: streamed Korean classical-style stories.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+index_app = typer.Typer(help="Search indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
@@ -68,3 +76,49 @@ def db_upgrade(
     settings = load_settings()
     asyncio.run(migrations.upgrade(_prepare_database(settings), revision))
     typer.echo(f"database at {revision}")
+
+
+async def _build_index(settings: Settings, corpus: Path, name: str) -> Manifest:
+    embedder = build_embedder(settings)
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    try:
+        with Progress(*columns) as progress:
+            task = progress.add_task(f"embedding with {embedder.name}", total=None)
+            return await build_index(
+                settings,
+                corpus,
+                name=name,
+                embedder=embedder,
+                on_read=lambda count: progress.update(task, total=count),
+                on_batch=lambda count: progress.advance(task, count),
+            )
+    finally:
+        await embedder.aclose()
+
+
+@index_app.command("build")
+def index_build(
+    corpus: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines corpus file.")
+    ],
+    name: Annotated[str, typer.Option(help="Name of the corpus and of its index files.")] = "demo",
+) -> None:
+    """Load a corpus into the database (replacing that corpus' passages), embed it in batches and
+    write indexes/<name>.faiss with its manifest. A running server swaps the new index in."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        typer.echo(f"--name {name!r}: use letters, digits, '-' and '_' only", err=True)
+        raise typer.Exit(code=2)
+    settings = load_settings()
+    url = _prepare_database(settings)
+    if settings.is_sqlite:
+        asyncio.run(migrations.upgrade(url))
+    try:
+        manifest = asyncio.run(_build_index(settings, corpus, name))
+    except (CorpusError, EmbeddingError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(
+        f"index {name!r}: {manifest.count} passages, {manifest.embedder} "
+        f"({manifest.dimension}-d, {manifest.index_type}) in {manifest.build_seconds} s "
+        f"-> {settings.index_dir / name}.faiss"
+    )

@@ -34,6 +34,13 @@ class IndexType(StrEnum):
     HNSW = "hnsw"
 
 
+class EmbedderKind(StrEnum):
+    HASHING = "hashing"
+    E5 = "e5"
+    HYBRID = "hybrid"
+    OPENAI = "openai"
+
+
 DEFAULT_SYSTEM_PROMPT = (
     "당신은 조선 시대 고전 소설의 문체로 이야기를 짓는 작가입니다. "
     "'각설', '차설', '화설' 같은 전환어와 '-하더라', '-이로다', '-하노라' 같은 옛 어미를 살려, "
@@ -125,6 +132,26 @@ class Settings(BaseSettings):
     )
     search_threads: PositiveInt = Field(
         default=2, description="Worker threads that run FAISS searches off the event loop."
+    )
+    embedder: EmbedderKind = Field(
+        default=EmbedderKind.HYBRID,
+        description="hashing, e5 (bundled multilingual-e5-small), hybrid (both) or openai.",
+    )
+    hybrid_semantic_weight: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.7, description="Share of e5 in the hybrid embedder's score (the rest: hashing)."
+    )
+    embedding_dimensions: PositiveInt | None = Field(
+        default=None, description="Vector size for the openai embedder; unset: the model's own."
+    )
+    embed_batch_size: PositiveInt = Field(
+        default=64, description="Passages embedded per batch when building an index."
+    )
+    hnsw_m: PositiveInt = Field(default=32, description="HNSW links per vector.")
+    hnsw_ef_construction: PositiveInt = Field(default=80, description="HNSW build breadth.")
+    hnsw_ef_search: PositiveInt = Field(default=64, description="HNSW search breadth.")
+    max_query_chars: PositiveInt = Field(default=1000, description="Longest search query.")
+    index_reload_interval_s: PositiveFloat = Field(
+        default=5.0, description="How often the index files are checked for a rebuild to swap in."
     )
 
     # --- auth ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.generation.service import StoryService, build_story_service
 from storytool.llm import LLMProvider, build_provider
 from storytool.metrics import Metrics
+from storytool.search.service import SearchService, build_search_service
 
 logger = logging.getLogger("storytool")
 
@@ -31,6 +32,7 @@ class State(TypedDict):
     authenticator: Authenticator
     llm: LLMProvider
     stories: StoryService
+    search: SearchService
     metrics: Metrics
 
 
@@ -41,6 +43,8 @@ def build_lifespan(
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_engine(settings)
         llm = build_provider(settings)
+        search = build_search_service(settings)
+        await search.start()
         logger.info(
             "storytool starting: database=%s provider=%s auth=%s",
             engine.url.render_as_string(hide_password=True),
@@ -57,10 +61,12 @@ def build_lifespan(
                 authenticator=Authenticator(settings),
                 llm=llm,
                 stories=stories,
+                search=search,
                 metrics=metrics,
             )
         finally:
             await stories.aclose()
+            await search.aclose()
             await llm.aclose()
             await engine.dispose()
 

@@ -20,6 +20,7 @@ from storytool.evaluations import router as evaluations_router
 from storytool.generation import router as generation_router
 from storytool.lifespan import build_lifespan
 from storytool.metrics import Metrics
+from storytool.search import router as search_router
 from storytool.threads import router as threads_router
 
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(generation_router.router)
     app.include_router(analysis_router.router)
+    app.include_router(search_router.router)
     app.include_router(threads_router.router)
     app.include_router(evaluations_router.router)
     return app

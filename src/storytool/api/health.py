@@ -19,7 +19,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The process can serve: the database answers",
+    summary="The process can serve: the database answers, the search index is loaded",
     responses={503: {"description": "A dependency is not ready; the body says which"}},
 )
 async def readyz(state: StateDep) -> JSONResponse:
@@ -32,8 +32,13 @@ async def readyz(state: StateDep) -> JSONResponse:
     except Exception as exc:  # any driver error means "not ready", and the body says which
         checks["database"] = f"unavailable: {type(exc).__name__}"
         ready = False
+    # A missing search index fails /api/search only, not stories: the replica stays in rotation
+    # and says "degraded", with the message that tells how to build the index.
+    search = state["search"].readiness
+    checks["search_index"] = search.message if search.ready else f"not_ready: {search.message}"
+    status = "not_ready" if not ready else "ready" if search.ready else "degraded"
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
+        {"status": status, "checks": checks},
         status_code=200 if ready else 503,
     )
 

@@ -1,0 +1,40 @@
+"""``POST /api/search``: passages like a query, and where a story on it could go next."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from storytool.api.deps import SessionDep, StateDep, get_user_id
+from storytool.search.schemas import SearchRequest, SearchResponse
+from storytool.search.service import SearchService
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+
+def get_search_service(state: StateDep) -> SearchService:
+    return state["search"]
+
+
+SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
+
+
+@router.post(
+    "/search",
+    dependencies=[Depends(get_user_id)],
+    summary="Passages most like a query, with recommendations",
+    responses={
+        422: {"description": "Blank or too long query, top_k outside 1 to 50"},
+        503: {"description": "The search index is not built or not loaded; the message says how"},
+    },
+)
+async def search(
+    body: SearchRequest,
+    service: SearchServiceDep,
+    state: StateDep,
+    session: SessionDep,
+) -> SearchResponse:
+    hits = await service.search(session, query=body.query, top_k=body.top_k, work=body.filters.work)
+    recommendations = await service.recommend(state["llm"], query=body.query, hits=hits)
+    return SearchResponse(query=body.query, passages=hits, recommendations=recommendations)

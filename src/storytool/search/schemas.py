@@ -1,0 +1,43 @@
+"""The ``POST /api/search`` request and answer."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+MAX_TOP_K = 50
+
+
+class SearchFilters(BaseModel):
+    work: str | None = Field(default=None, min_length=1, description="Only this source work.")
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(
+        description="What to look for; a sentence or a scene in any wording. Must not be blank.",
+    )
+    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="Passages to return.")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+
+
+class PassageHit(BaseModel):
+    id: int
+    key: str | None = Field(description="The passage's key in its corpus file.")
+    score: float = Field(description="Cosine similarity to the query, higher is closer.")
+    work: str
+    chapter: str | None
+    scene: str | None
+    text: str
+
+
+class SearchResponse(BaseModel):
+    query: str
+    passages: list[PassageHit]
+    recommendations: list[str] = Field(
+        description="Where a story on this query could go next, drawn from the passages found."
+    )
+
+
+class Recommendations(BaseModel):
+    """The mini model's structured answer."""
+
+    recommendations: list[str] = Field(min_length=1, max_length=5)
