@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     upstream_retry_budget: Annotated[int, Field(ge=0)] = Field(
         default=2, description="Retries of an upstream call that failed before its first token."
     )
+    upstream_retry_backoff_s: PositiveFloat = Field(
+        default=0.5,
+        description="First wait before such a retry; doubled each time (a Retry-After wins).",
+    )
     fine_tuned_model: str = Field(
         default="gpt-4o-mini", description="Fine-tuned model that drafts the base story."
     )

@@ -1,0 +1,305 @@
+"""The OpenAI provider, through the real SDK, against the fake OpenAI server on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from storytool.config import Settings
+from storytool.llm import build_provider
+from storytool.llm.base import (
+    InvalidModelOutput,
+    ProviderError,
+    StoryExtras,
+    StoryRequest,
+    StreamFinished,
+    TextDelta,
+    Turn,
+    UpstreamStarted,
+)
+from storytool.llm.openai import OpenAIProvider
+from storytool.models import StopReason
+from tests.fakes.openai_server import DEFAULT_STORY, FakeOpenAI, tokenize
+
+FIRST_STORY = "화설. 첫 이야기로다."
+
+
+def make_settings(fake: FakeOpenAI, **overrides) -> Settings:
+    values = {
+        "llm_provider": "openai",
+        "openai_api_key": "sk-test",
+        "openai_base_url": fake.base_url,
+        "upstream_retry_backoff_s": 0.01,
+        "openai_timeout_s": 2.0,
+        "fine_tuned_model": "ft:draft",
+        "refine_model": "refine",
+        "mini_model": "mini",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def provider(fake_openai: FakeOpenAI):
+    provider = build_provider(make_settings(fake_openai))
+    assert isinstance(provider, OpenAIProvider)
+    yield provider
+    await provider.aclose()
+
+
+def request(**overrides) -> StoryRequest:
+    values = {"user_input": "효녀가 아비를 구하다", "tags": ["효", "바다"]}
+    values.update(overrides)
+    return StoryRequest(**values)
+
+
+async def collect_into(stream, received: list) -> None:
+    async for event in stream:
+        received.append(event)
+
+
+async def collect(stream) -> list:
+    received: list = []
+    await collect_into(stream, received)
+    return received
+
+
+def text_of(events) -> str:
+    return "".join(event.text for event in events if isinstance(event, TextDelta))
+
+
+def refine_posts(fake: FakeOpenAI) -> list:
+    return fake.received("/v1/responses")
+
+
+class TestDraft:
+    async def test_streams_the_fine_tuned_models_text(self, provider, fake_openai):
+        draft = "각설. 심청이 바다에 몸을 던지니라."
+        fake_openai.behaviour.texts["ft:draft"] = draft
+        events = await collect(provider.draft(request(temperature=0.7, passages=["옛 글 한 줄"])))
+        assert text_of(events) == draft
+        assert isinstance(events[-1], StreamFinished)
+        assert events[-1].usage["completion_tokens"] == len(tokenize(draft))
+        sent = fake_openai.received("/v1/chat/completions")[0].body
+        assert sent["model"] == "ft:draft"
+        assert sent["temperature"] == 0.7
+        assert sent["messages"][0] == {"role": "system", "content": Settings().system_prompt}
+        user = sent["messages"][1]["content"]
+        assert "효녀가 아비를 구하다" in user
+        assert "효, 바다" in user
+        assert "옛 글 한 줄" in user
+
+    async def test_500_before_the_first_token_is_retried(self, provider, fake_openai):
+        fake_openai.behaviour.fail_next(500, times=2, path="/v1/chat/completions")
+        events = await collect(provider.draft(request()))
+        assert text_of(events) == DEFAULT_STORY
+        assert len(fake_openai.received("/v1/chat/completions")) == 3
+
+
+class TestRefine:
+    async def test_deltas_join_to_the_text_with_the_upstream_id(self, provider, fake_openai):
+        events = await collect(provider.refine(request(), "초고로다."))
+        assert isinstance(events[0], UpstreamStarted)
+        assert events[0].response_id in fake_openai.runs
+        assert text_of(events) == DEFAULT_STORY
+        numbers = [e.sequence_number for e in events if isinstance(e, TextDelta)]
+        assert numbers == sorted(numbers)
+        assert isinstance(events[-1], StreamFinished)
+        assert events[-1].usage["output_tokens"] == len(tokenize(DEFAULT_STORY))
+        sent = refine_posts(fake_openai)[0].body
+        assert sent["model"] == "refine"
+        assert sent["background"] is True
+        assert sent["stream"] is True
+        assert "초고로다." in sent["input"][-1]["content"]
+
+    async def test_second_turn_sends_the_first_from_history(self, provider, fake_openai):
+        first = Turn(user_input="첫 줄거리", tags=["충"], story=FIRST_STORY)
+        await collect(provider.refine(request(history=[first]), "둘째 초고"))
+        sent = refine_posts(fake_openai)[0].body
+        assert "conversation" not in sent
+        roles = [(item["role"], item["content"]) for item in sent["input"]]
+        assert roles[0][0] == "user"
+        assert "첫 줄거리" in roles[0][1]
+        assert roles[1] == ("assistant", FIRST_STORY)
+        assert roles[2][0] == "user"
+        assert "둘째 초고" in roles[2][1]
+
+    async def test_second_turn_uses_the_remote_conversation(self, fake_openai):
+        provider = OpenAIProvider(make_settings(fake_openai, remote_conversations=True))
+        conversation_id = await provider.create_conversation()
+        assert conversation_id in fake_openai.conversations
+        fake_openai.behaviour.texts["refine"] = FIRST_STORY
+        await collect(provider.refine(request(remote_conversation_id=conversation_id), "첫 초고"))
+        second = request(
+            user_input="이어서",
+            remote_conversation_id=conversation_id,
+            history=[Turn(user_input="효녀가 아비를 구하다", tags=[], story=FIRST_STORY)],
+        )
+        await collect(provider.refine(second, "둘째 초고"))
+        sent = refine_posts(fake_openai)[1].body
+        assert sent["conversation"] == conversation_id
+        assert len(sent["input"]) == 1
+        assert "둘째 초고" in sent["input"][0]["content"]
+        items = fake_openai.conversations[conversation_id]
+        assert [item["role"] for item in items[:2]] == ["user", "assistant"]
+        assert items[1]["content"][0]["text"] == FIRST_STORY
+        await provider.delete_conversation(conversation_id)
+        assert conversation_id not in fake_openai.conversations
+        await provider.delete_conversation(conversation_id)
+        await provider.aclose()
+
+    async def test_without_background_the_setting_is_sent(self, fake_openai):
+        provider = OpenAIProvider(make_settings(fake_openai, refine_background=False))
+        events = await collect(provider.refine(request(), "초고"))
+        assert text_of(events) == DEFAULT_STORY
+        assert refine_posts(fake_openai)[0].body["background"] is False
+        await provider.aclose()
+
+
+class TestRetriesBeforeTheFirstToken:
+    async def test_500_is_retried_within_the_budget(self, provider, fake_openai):
+        fake_openai.behaviour.fail_next(500, times=2, path="/v1/responses")
+        events = await collect(provider.refine(request(), "초고"))
+        assert text_of(events) == DEFAULT_STORY
+        assert len(refine_posts(fake_openai)) == 3
+
+    async def test_past_the_budget_it_fails(self, provider, fake_openai):
+        fake_openai.behaviour.fail_next(503, times=3, path="/v1/responses")
+        with pytest.raises(ProviderError) as caught:
+            await collect(provider.refine(request(), "초고"))
+        assert caught.value.stop_reason is StopReason.PROVIDER_ERROR
+        assert "503" in caught.value.message
+        assert len(refine_posts(fake_openai)) == 3
+
+    async def test_a_400_is_not_retried(self, provider, fake_openai):
+        fake_openai.behaviour.fail_next(400, path="/v1/responses")
+        with pytest.raises(ProviderError):
+            await collect(provider.refine(request(), "초고"))
+        assert len(refine_posts(fake_openai)) == 1
+
+    async def test_a_drop_before_text_retries_and_cancels_the_abandoned_run(
+        self, provider, fake_openai
+    ):
+        fake_openai.behaviour.add_fault("drop", after=0, api="responses")
+        events = await collect(provider.refine(request(), "초고"))
+        started = [e.response_id for e in events if isinstance(e, UpstreamStarted)]
+        assert len(started) == 2
+        assert fake_openai.cancelled == [started[0]]
+        assert text_of(events) == DEFAULT_STORY
+
+
+class TestFailuresAfterTheFirstToken:
+    @pytest.mark.parametrize("kind", ["error", "failed", "incomplete"])
+    async def test_upstream_failure_event_is_a_provider_error(self, provider, fake_openai, kind):
+        fake_openai.behaviour.add_fault(kind, after=2)
+        received: list = []
+        with pytest.raises(ProviderError) as caught:
+            await collect_into(provider.refine(request(), "초고"), received)
+        assert caught.value.stop_reason is StopReason.PROVIDER_ERROR
+        assert text_of(received) == "".join(tokenize(DEFAULT_STORY)[:2])
+        assert len(refine_posts(fake_openai)) == 1
+
+    async def test_a_stall_is_a_timeout(self, fake_openai):
+        provider = OpenAIProvider(make_settings(fake_openai, openai_timeout_s=0.3))
+        fake_openai.behaviour.add_fault("stall", after=2)
+        received: list = []
+        with pytest.raises(ProviderError) as caught:
+            await collect_into(provider.refine(request(), "초고"), received)
+        assert caught.value.stop_reason is StopReason.TIMEOUT
+        assert text_of(received) == "".join(tokenize(DEFAULT_STORY)[:2])
+        assert len(refine_posts(fake_openai)) == 1
+        await provider.aclose()
+
+    async def test_a_dropped_stream_is_a_provider_error_and_resumes(self, provider, fake_openai):
+        fake_openai.behaviour.add_fault("drop", after=3)
+        received: list = []
+        with pytest.raises(ProviderError) as caught:
+            await collect_into(provider.refine(request(), "초고"), received)
+        assert caught.value.stop_reason is StopReason.PROVIDER_ERROR
+        assert len(refine_posts(fake_openai)) == 1
+        started = received[0]
+        last = [e for e in received if isinstance(e, TextDelta)][-1].sequence_number
+        rest = await collect(provider.refine(request(), "초고", resume=(started.response_id, last)))
+        assert rest[0] == started
+        assert text_of(received) + text_of(rest) == DEFAULT_STORY
+        assert isinstance(rest[-1], StreamFinished)
+        assert len(refine_posts(fake_openai)) == 1
+
+    async def test_an_unknown_event_type_is_ignored(self, provider, fake_openai):
+        fake_openai.behaviour.add_fault("inject", after=2, event_type="keepalive")
+        events = await collect(provider.refine(request(), "초고"))
+        assert text_of(events) == DEFAULT_STORY
+        assert isinstance(events[-1], StreamFinished)
+
+
+class TestCancel:
+    async def test_cancel_reaches_the_fake_for_the_running_id(self, provider, fake_openai):
+        fake_openai.behaviour.tokens_per_second = 100
+        stream = provider.refine(request(), "초고")
+        started = await anext(stream)
+        assert isinstance(started, UpstreamStarted)
+        assert isinstance(await anext(stream), TextDelta)
+        await provider.cancel(started.response_id)
+        with pytest.raises(ProviderError) as caught:
+            await collect(stream)
+        assert caught.value.stop_reason is StopReason.USER_CANCEL
+        assert fake_openai.cancelled == [started.response_id]
+        assert fake_openai.runs[started.response_id].status == "cancelled"
+
+    async def test_cancelling_unknown_or_finished_runs_is_harmless(self, provider, fake_openai):
+        events = await collect(provider.refine(request(), "초고"))
+        await provider.cancel(events[0].response_id)
+        await provider.cancel("resp_unknown")
+        assert fake_openai.received("/v1/responses/resp_unknown/cancel")
+
+
+class Verdict(BaseModel):
+    score: int
+    reason: str
+
+
+class TestStructured:
+    async def test_schema_is_sent_and_the_answer_parsed(self, provider, fake_openai):
+        fake_openai.behaviour.structured_answers.append('{"score": 4, "reason": "고풍스럽다"}')
+        verdict = await provider.structured(Verdict, instructions="평가하라", text="화설.")
+        assert verdict == Verdict(score=4, reason="고풍스럽다")
+        sent = fake_openai.received("/v1/responses")[0].body
+        assert sent["model"] == "mini"
+        assert sent["instructions"] == "평가하라"
+        fmt = sent["text"]["format"]
+        assert fmt["type"] == "json_schema"
+        assert fmt["strict"] is True
+        assert set(fmt["schema"]["properties"]) == {"score", "reason"}
+
+    async def test_invalid_then_valid_is_parsed(self, provider, fake_openai):
+        fake_openai.behaviour.structured_answers.extend(
+            ["{not json", '{"score": 1, "reason": "x"}']
+        )
+        verdict = await provider.structured(Verdict, instructions="평가하라", text="화설.")
+        assert verdict.score == 1
+        assert len(fake_openai.received("/v1/responses")) == 2
+
+    async def test_invalid_twice_is_invalid_model_output(self, provider, fake_openai):
+        fake_openai.behaviour.structured_answers.extend(['{"score": "many"}', "[]"])
+        with pytest.raises(InvalidModelOutput) as caught:
+            await provider.structured(Verdict, instructions="평가하라", text="화설.")
+        assert caught.value.code == "invalid_model_output"
+        assert "Verdict" in caught.value.message
+
+    async def test_extras_are_the_mini_models_title_and_recommendations(
+        self, provider, fake_openai
+    ):
+        answer = {"title": "심청전", "recommendations": ["가", "나", "다"]}
+        fake_openai.behaviour.structured_answers.append(json.dumps(answer, ensure_ascii=False))
+        extras = await provider.extras(request(), "화설. 이야기로다.")
+        assert extras == StoryExtras(**answer)
+        sent = fake_openai.received("/v1/responses")[0].body
+        assert "화설. 이야기로다." in sent["input"]
+
+
+async def test_conversations_stay_local_unless_the_setting_is_on(provider, fake_openai):
+    assert await provider.create_conversation() is None
+    assert fake_openai.received("/v1/conversations") == []
+    assert provider.models["refine"] == "refine"
