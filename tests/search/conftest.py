@@ -48,6 +48,8 @@ async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def client(search_settings: Settings, sample_index: Manifest) -> AsyncIterator[httpx.AsyncClient]:  # noqa: ARG001
+async def client(search_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app whose index holds the sample corpus."""
+    await build(search_settings)
     async for client in open_client(search_settings):
         yield client

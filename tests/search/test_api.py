@@ -17,7 +17,8 @@ from tests.search.conftest import SAMPLE_CORPUS, build, open_client
 class TestSearch:
     async def test_a_paraphrase_finds_its_passage_with_its_source(self, client: httpx.AsyncClient):
         response = await client.post(
-            "/api/search", json={"query": "사또가 소저를 옥에 가두니 서생을 그리며 울더라", "top_k": 3}
+            "/api/search",
+            json={"query": "사또가 소저를 옥에 가두니 서생을 그리며 울더라", "top_k": 3},
         )
         assert response.status_code == 200
         body = response.json()
@@ -150,9 +151,10 @@ class TestHotSwap:
                 await build(search_settings)
                 for _ in range(100):
                     await asyncio.sleep(0.05)
-                    if "12 passages" in (await client.get("/readyz")).json()["checks"][
-                        "search_index"
-                    ]:
+                    if (
+                        "12 passages"
+                        in (await client.get("/readyz")).json()["checks"]["search_index"]
+                    ):
                         break
                 await asyncio.sleep(0.1)
                 stop.set()
