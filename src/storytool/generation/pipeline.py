@@ -86,18 +86,14 @@ async def _closing(stream: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIte
             await aclose()
 
 
-class _LimitReached(Exception):
-    def __init__(self, stop_reason: StopReason, message: str) -> None:
-        super().__init__(message)
-        self.stop_reason = stop_reason
-        self.message = message
+class _OutputLimit(Exception):
+    """A stage wrote ``max_output_chars``; the text up to the limit was kept."""
 
 
 @dataclass(slots=True)
 class _Progress:
     draft: list[str] = field(default_factory=list)
     story: list[str] = field(default_factory=list)
-    story_chars: int = 0
     refining: bool = False
     usage: Counter[str] = field(default_factory=Counter)
     flushed_at: float = field(default_factory=time.monotonic)
@@ -139,9 +135,11 @@ class Pipeline:
             run.ending = True
             message = f"stopped after {self._settings.max_generation_seconds:g} s"
             await self._end_early(job, run, progress, StopReason.TIMEOUT, "timeout", message)
-        except _LimitReached as exc:
+        except _OutputLimit as exc:
             run.ending = True
-            await self._end_early(job, run, progress, exc.stop_reason, "output_limit", exc.message)
+            await self._end_early(
+                job, run, progress, StopReason.OUTPUT_LIMIT, "output_limit", str(exc)
+            )
         except ProviderError as exc:
             run.ending = True
             await self._end_early(job, run, progress, exc.stop_reason, exc.code, exc.message)
@@ -159,7 +157,7 @@ class Pipeline:
 
         await self._stage(job, "draft", "started")
         async with _closing(self._provider.draft(request)) as stream:
-            await self._consume(stream, progress, progress.draft, on_text=None)
+            await self._consume(stream, progress, progress.draft)
         base_story = "".join(progress.draft)
         await self._save(job, base_story=base_story)
         await self._stage(job, "draft", "done")
@@ -171,8 +169,17 @@ class Pipeline:
             await self._events.append(job.conversation_id, Delta(text=text))
             self._maybe_flush(job, progress)
 
+        async def on_started(response_id: str) -> None:
+            run.response_id = response_id
+            async with self._sessionmaker.begin() as session:
+                await ConversationRepository(session).save_upstream(
+                    conversation_id=job.conversation_id, response_id=response_id, sequence=0
+                )
+
         async with _closing(self._provider.refine(request, base_story)) as stream:
-            await self._consume(stream, progress, progress.story, on_text=on_text, run=run, job=job)
+            await self._consume(
+                stream, progress, progress.story, on_text=on_text, on_started=on_started
+            )
         story = "".join(progress.story)
         await self._await_flush(progress)
         await self._save(job, story=story)
@@ -207,10 +214,10 @@ class Pipeline:
         progress: _Progress,
         parts: list[str],
         *,
-        on_text: Callable[[str], Awaitable[None]] | None,
-        run: Run | None = None,
-        job: Job | None = None,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        on_started: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """Collects a stage's text into ``parts``, cut at the output limit."""
         limit = self._settings.max_output_chars
         written = 0
         async for event in stream:
@@ -220,21 +227,11 @@ class Pipeline:
                     parts.append(text)
                     written += len(text)
                     if on_text is not None:
-                        progress.story_chars = written
                         await on_text(text)
                 if len(event.text) > len(text):
-                    raise _LimitReached(
-                        StopReason.OUTPUT_LIMIT,
-                        f"stopped at the output limit of {limit} characters",
-                    )
-            elif isinstance(event, UpstreamStarted) and run is not None and job is not None:
-                run.response_id = event.response_id
-                async with self._sessionmaker.begin() as session:
-                    await ConversationRepository(session).save_upstream(
-                        conversation_id=job.conversation_id,
-                        response_id=event.response_id,
-                        sequence=0,
-                    )
+                    raise _OutputLimit(f"stopped at the output limit of {limit} characters")
+            elif isinstance(event, UpstreamStarted) and on_started is not None:
+                await on_started(event.response_id)
             elif isinstance(event, StreamFinished):
                 progress.usage.update(event.usage)
 
