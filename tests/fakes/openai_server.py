@@ -31,9 +31,7 @@ import hashlib
 import json
 import random
 import re
-import socket
 import struct
-import threading
 import time
 import uuid
 from collections import deque
@@ -46,6 +44,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.server_thread import ServerThread
 
 DEFAULT_STORY = (
     "화설. 옛적 남쪽 고을에 한 선비가 있으니, 성품이 곧고 글을 좋아하더라. "
@@ -327,41 +327,20 @@ class FakeOpenAI:
                 ),
             ]
         )
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._thread = ServerThread(self.app, lifespan="off", shutdown_s=1)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self._thread.url}/v1"
 
     def start(self) -> FakeOpenAI:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake OpenAI server did not start")
-            time.sleep(0.01)
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
-            self._server = self._thread = None
+        self._thread.stop()
 
     def __enter__(self) -> FakeOpenAI:
         return self.start()
@@ -538,25 +517,27 @@ class FakeOpenAI:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    async def _retrieve_response(self, request: Request) -> Response:
+    async def _find_run(self, request: Request) -> Run | Response:
+        """The run the path names, or the answer to send instead (queued error, 404)."""
         _body, error = await self._receive(request)
         if error is not None:
             return error
         run = self.runs.get(request.path_params["id"])
-        if run is None:
-            return _not_found("response", request.path_params["id"])
+        return run if run is not None else _not_found("response", request.path_params["id"])
+
+    async def _retrieve_response(self, request: Request) -> Response:
+        run = await self._find_run(request)
+        if not isinstance(run, Run):
+            return run
         if request.query_params.get("stream") == "true":
             after = int(request.query_params.get("starting_after", "-1"))
             return self._stream_run(run, after=after, fault=None)
         return JSONResponse(run.snapshot())
 
     async def _cancel_response(self, request: Request) -> Response:
-        _body, error = await self._receive(request)
-        if error is not None:
-            return error
-        run = self.runs.get(request.path_params["id"])
-        if run is None:
-            return _not_found("response", request.path_params["id"])
+        run = await self._find_run(request)
+        if not isinstance(run, Run):
+            return run
         if not run.background:
             return JSONResponse(
                 _error_body(
