@@ -63,7 +63,8 @@ RUN_FAILURES = ("error", "failed", "incomplete")
 class Fault:
     """Something that goes wrong on the next stream of ``api`` (any when None), after ``after``
     text deltas: ``stall`` stops sending without closing, ``drop`` closes the connection,
-    ``inject`` sends an event of an unknown type (``event_type``) and carries on, ``error`` /
+    ``inject`` sends an event of an unknown type (``event_type``; in chat streams an SSE comment
+    of that name) and carries on, ``error`` /
     ``failed`` / ``incomplete`` end a Responses run with that event (chat streams: an error
     chunk)."""
 
@@ -305,8 +306,10 @@ class Run:
 class FakeOpenAI:
     """The fake server: an ASGI app plus, when started, a uvicorn server in its own thread."""
 
-    def __init__(self, behaviour: Behaviour | None = None) -> None:
+    def __init__(self, behaviour: Behaviour | None = None, *, keep_records: bool = True) -> None:
         self.behaviour = behaviour or Behaviour()
+        self.keep_records = keep_records
+        """Off for benchmarks, whose thousands of requests would only grow the fake's memory."""
         self.requests: list[Received] = []
         self.cancelled: list[str] = []
         self.runs: dict[str, Run] = {}
@@ -364,15 +367,16 @@ class FakeOpenAI:
         """Records the request; answers a queued HTTP error instead when one matches."""
         raw = await request.body()
         body = json.loads(raw) if raw else None
-        self.requests.append(
-            Received(
-                request.method,
-                request.url.path,
-                dict(request.query_params),
-                dict(request.headers),
-                body,
+        if self.keep_records:
+            self.requests.append(
+                Received(
+                    request.method,
+                    request.url.path,
+                    dict(request.query_params),
+                    dict(request.headers),
+                    body,
+                )
             )
-        )
         error = self.behaviour.take_http_error(request.url.path)
         if error is None:
             return body, None
@@ -604,7 +608,8 @@ class FakeOpenAI:
             yield b"data: [DONE]\n\n", False
 
         def inject() -> bytes:
-            return _sse({"object": fault.event_type if fault else "keepalive"})
+            """Chat streams carry no event types; servers keep them alive with SSE comments."""
+            return f": {fault.event_type if fault else 'keepalive'}\n\n".encode()
 
         return StreamingResponse(
             self._deliver(chunks(), fault, inject), media_type="text/event-stream"
@@ -717,7 +722,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.story_tokens:
         words = tokenize(DEFAULT_STORY)
         behaviour.story = "".join(words[i % len(words)] for i in range(args.story_tokens))
-    fake = FakeOpenAI(behaviour)
+    fake = FakeOpenAI(behaviour, keep_records=False)
     uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning", lifespan="off")
 
 

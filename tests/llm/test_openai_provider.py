@@ -97,6 +97,20 @@ class TestDraft:
         assert text_of(events) == DEFAULT_STORY
         assert len(fake_openai.received("/v1/chat/completions")) == 3
 
+    async def test_a_keepalive_comment_mid_stream_is_ignored(self, provider, fake_openai):
+        fake_openai.behaviour.add_fault("inject", after=1, api="chat")
+        events = await collect(provider.draft(request()))
+        assert text_of(events) == DEFAULT_STORY
+
+    async def test_a_drop_after_text_is_final(self, provider, fake_openai):
+        fake_openai.behaviour.add_fault("drop", after=2, api="chat")
+        received: list = []
+        with pytest.raises(ProviderError) as caught:
+            await collect_into(provider.draft(request()), received)
+        assert caught.value.stop_reason is StopReason.PROVIDER_ERROR
+        assert text_of(received) == "".join(tokenize(DEFAULT_STORY)[:2])
+        assert len(fake_openai.received("/v1/chat/completions")) == 1
+
 
 class TestRefine:
     async def test_deltas_join_to_the_text_with_the_upstream_id(self, provider, fake_openai):

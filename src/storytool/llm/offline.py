@@ -168,7 +168,7 @@ class OfflineProvider(LLMProvider):
 
     async def extras(self, request: StoryRequest, story: str) -> StoryExtras:
         subject = _subject(request)
-        title = f"{subject[:20]}전" if not subject.endswith("전") else subject[:20]
+        title = f"〈{subject[:30]}〉"
         topics = request.tags or [subject]
         seed = _seed(request)
         recommendations = [

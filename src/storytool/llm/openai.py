@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
-from openai.types.responses import ResponseInputParam
+from openai.types.responses import ResponseInputParam, ResponseStreamEvent
 from pydantic import ValidationError
 
 from storytool.config import Settings
@@ -254,35 +254,42 @@ class OpenAIProvider(LLMProvider):
         items.append({"role": "user", "content": new_turn})
         return items
 
+    async def _open_refine(
+        self, request: StoryRequest, base_story: str, resume: tuple[str, int] | None
+    ) -> openai.AsyncStream[ResponseStreamEvent]:
+        if resume is not None:
+            response_id, after = resume
+            return await self._client.responses.retrieve(
+                response_id, stream=True, starting_after=after
+            )
+        # Context kept upstream: the conversation already holds the earlier turns.
+        conversation = (
+            request.remote_conversation_id if self._settings.remote_conversations else None
+        )
+        history = [] if conversation else request.history
+        return await self._client.responses.create(
+            model=self._settings.refine_model,
+            instructions=REFINE_INSTRUCTIONS,
+            input=self._refine_input(request, base_story, history=history),
+            conversation=conversation or openai.omit,
+            temperature=request.temperature if request.temperature is not None else openai.omit,
+            background=self._settings.refine_background,
+            stream=True,
+        )
+
     async def _refine_once(
         self, request: StoryRequest, base_story: str, resume: tuple[str, int] | None
     ) -> AsyncGenerator[StreamEvent, None]:
+        """One refine stream. Whatever ends it early after :meth:`cancel` was asked for this run
+        is reported as the user's cancel, not as an upstream failure."""
         response_id = resume[0] if resume else None
+        failure: ProviderError
         try:
-            if resume is not None:
-                stream = await self._client.responses.retrieve(
-                    resume[0], stream=True, starting_after=resume[1]
-                )
-                self._streaming.add(resume[0])
-                yield UpstreamStarted(resume[0])
-            else:
-                # Context kept upstream: the conversation already holds the earlier turns.
-                conversation = (
-                    request.remote_conversation_id if self._settings.remote_conversations else None
-                )
-                history = [] if conversation else request.history
-                stream = await self._client.responses.create(
-                    model=self._settings.refine_model,
-                    instructions=REFINE_INSTRUCTIONS,
-                    input=self._refine_input(request, base_story, history=history),
-                    conversation=conversation or openai.omit,
-                    temperature=request.temperature
-                    if request.temperature is not None
-                    else openai.omit,
-                    background=self._settings.refine_background,
-                    stream=True,
-                )
+            stream = await self._open_refine(request, base_story, resume)
             async with stream:
+                if response_id is not None:
+                    self._streaming.add(response_id)
+                    yield UpstreamStarted(response_id)
                 async for event in stream:
                     if event.type == "response.created":
                         response_id = event.response.id
@@ -297,24 +304,34 @@ class OpenAIProvider(LLMProvider):
                     elif event.type == "error":
                         raise ProviderError(f"the model server reported an error: {event.message}")
                     elif event.type == "response.failed":
-                        failure = event.response.error
-                        detail = failure.message if failure else "no reason given"
+                        problem = event.response.error
+                        detail = problem.message if problem else "no reason given"
                         raise ProviderError(f"the model run failed: {detail}")
                     elif event.type == "response.incomplete":
                         details = event.response.incomplete_details
                         reason = details.reason if details else "no reason given"
                         raise ProviderError(f"the model stopped early: {reason}")
+            failure = ProviderError("the model server ended the stream before the story was done")
         except openai.APIError as error:
-            raise translate(error) from error
+            failure = translate(error)
+            failure.__cause__ = error
+        except ProviderError as error:
+            failure = error
         finally:
-            if response_id is not None:
-                self._streaming.discard(response_id)
-        if response_id is not None and response_id in self._cancelled:
-            self._cancelled.discard(response_id)
+            cancelled = self._forget(response_id)
+        if cancelled:
             raise ProviderError(
                 "the story was cancelled", code="cancelled", stop_reason=StopReason.USER_CANCEL
-            )
-        raise ProviderError("the model server ended the stream before the story was finished")
+            ) from failure
+        raise failure
+
+    def _forget(self, response_id: str | None) -> bool:
+        """Stops tracking a finished stream; True when it had been cancelled."""
+        self._streaming.discard(response_id or "")
+        if response_id in self._cancelled:
+            self._cancelled.discard(response_id)
+            return True
+        return False
 
     async def cancel(self, response_id: str) -> None:
         if response_id in self._streaming:
