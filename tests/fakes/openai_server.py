@@ -721,7 +721,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.story_tokens:
         words = tokenize(DEFAULT_STORY)
-        behaviour.story = "".join(words[i % len(words)] for i in range(args.story_tokens))
+        behaviour.story = " ".join(words[i % len(words)].strip() for i in range(args.story_tokens))
     fake = FakeOpenAI(behaviour, keep_records=False)
     uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning", lifespan="off")
 
