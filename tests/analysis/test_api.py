@@ -63,6 +63,7 @@ class TestText:
         assert analysis["available"] is False
         assert "offline" in analysis["reason"]
         assert analysis["provider"] == "offline"
+        assert analysis["chunks"] == 0
         assert analysis["result"] is None
 
 

@@ -90,7 +90,9 @@ class ModelAnalysis(BaseModel):
     reason: str | None = Field(default=None, description="Why the analysis is not available.")
     provider: str
     model: str | None = None
-    chunks: int = Field(description="Pieces the text was read in (merged into one result).")
+    chunks: int = Field(
+        description="Pieces the model read the text in (merged into one result); 0 if none."
+    )
     result: StoryAnalysis | None = None
 
 

@@ -162,7 +162,7 @@ class AnalysisService:
             partials = await self._read_chunks(chunks, total=len(spans))
             result = partials[0] if len(partials) == 1 else await self._merge(partials, len(spans))
         except StructuredOutputUnavailable as exc:
-            return described.model_copy(update={"reason": str(exc), "model": None})
+            return described.model_copy(update={"reason": str(exc), "model": None, "chunks": 0})
         except InvalidModelOutput as exc:
             raise UpstreamError(f"the model's answer was invalid, twice: {exc.message}") from exc
         except ProviderError as exc:
