@@ -3,55 +3,31 @@ an SSE reader for its answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from storytool.config import Settings
 from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.generation.repository import ConversationRepository
 from storytool.main import create_app
-from storytool.models import Conversation, ConversationData, Thread
+from storytool.models import Conversation, ConversationData, ConversationStatus, Thread
+from tests.fakes.server_thread import ServerThread
 
 
-class LiveServer:
-    """The app under uvicorn in its own thread, on a free loopback port."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=2)
-        )
-        self._thread: threading.Thread | None = None
-        self.base_url = ""
-
-    def __enter__(self) -> LiveServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the app server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=15)
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app under uvicorn on loopback, and a client for it."""
+    with ServerThread(create_app(settings)) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            yield client
 
 
 @dataclass(frozen=True)
@@ -122,6 +98,70 @@ def fast_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def server(fast_settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(fast_settings) as live:
-        yield live
+async def client(fast_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(fast_settings) as client:
+        yield client
+
+
+async def generate(
+    client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> list[Event]:
+    """Every event of a new generation, read to the end of its stream."""
+    async with client.stream("POST", "/api/generate", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        return [event async for event in read_events(response)]
+
+
+async def cancel_when(
+    client: httpx.AsyncClient,
+    body: dict[str, Any],
+    ready: Callable[[list[Event]], bool],
+    *,
+    pause_s: float = 0.0,
+) -> tuple[list[Event], httpx.Response]:
+    """Starts a generation, cancels it once ``ready(events so far)`` (and ``pause_s``), then reads
+    its stream to the end. The events and the cancel's answer."""
+    events: list[Event] = []
+    async with client.stream("POST", "/api/generate", json=body) as response:
+        reader = read_events(response)
+        async for event in reader:
+            events.append(event)
+            if ready(events):
+                break
+        await asyncio.sleep(pause_s)
+        answer = await client.post(
+            "/api/cancelGeneration", json={"conversation_id": events[0].data["conversation_id"]}
+        )
+        events += [event async for event in reader]
+    return events, answer
+
+
+def deltas(count: int) -> Callable[[list[Event]], bool]:
+    return lambda events: sum(event.event == "delta" for event in events) == count
+
+
+async def until_deltas(
+    client: httpx.AsyncClient,
+    body: dict[str, Any],
+    count: int,
+    headers: dict[str, str] | None = None,
+) -> list[Event]:
+    """Starts a generation, reads up to its ``count``-th delta, then disconnects."""
+    seen: list[Event] = []
+    async with client.stream("POST", "/api/generate", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        async for event in read_events(response):
+            seen.append(event)
+            if deltas(count)(seen):
+                break
+    return seen
+
+
+async def settled(database: Database, conversation_id: str) -> ConversationStatus:
+    """The conversation's status once it has left ``in_progress``."""
+    for _ in range(200):
+        conversation, _data = await database.conversation(conversation_id)
+        if conversation.status is not ConversationStatus.IN_PROGRESS:
+            return conversation.status
+        await asyncio.sleep(0.05)
+    raise AssertionError("the generation never ended")

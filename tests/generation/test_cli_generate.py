@@ -6,8 +6,10 @@ import asyncio
 import os
 import sys
 
+import httpx
+
 from storytool.generation.repository import ConversationRepository
-from tests.generation.conftest import Database, LiveServer
+from tests.generation.conftest import Database
 
 
 async def run_generate(*args: str) -> tuple[int, str, str]:
@@ -27,10 +29,10 @@ async def run_generate(*args: str) -> tuple[int, str, str]:
 
 
 async def test_generate_prints_the_stored_story_and_its_title(
-    server: LiveServer, database: Database
+    client: httpx.AsyncClient, database: Database
 ):
     code, out, err = await run_generate(
-        "한 선비가 길을 떠나니", "--tag", "모험", "--url", server.base_url
+        "한 선비가 길을 떠나니", "--tag", "모험", "--url", str(client.base_url)
     )
 
     assert code == 0, err
@@ -43,8 +45,8 @@ async def test_generate_prints_the_stored_story_and_its_title(
     assert out.startswith(turns[0].story)
 
 
-async def test_generate_reports_a_refusal(server: LiveServer):
-    code, out, err = await run_generate("", "--url", server.base_url)
+async def test_generate_reports_a_refusal(client: httpx.AsyncClient):
+    code, out, err = await run_generate("", "--url", str(client.base_url))
     assert code == 1
     assert out == ""
     assert "422" in err

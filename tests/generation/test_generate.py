@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
 from storytool.models import ConversationStatus
-from tests.generation.conftest import Database, Event, LiveServer, read_events, story_of
+from tests.generation.conftest import Database, read_events, settled, story_of, until_deltas
 
 PROMPT = {"user_input": "한 선비가 과거를 보러 길을 떠나니", "tags": ["모험", "우정"]}
 
 
-async def generate(base_url: str, body: dict[str, object]) -> tuple[httpx.Response, list[Event]]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        async with client.stream("POST", "/api/generate", json=body) as response:
-            return response, [event async for event in read_events(response)]
-
-
 class TestStream:
     async def test_a_story_streams_in_order_and_is_stored(
-        self, server: LiveServer, database: Database
+        self, client: httpx.AsyncClient, database: Database
     ):
-        response, events = await generate(server.base_url, PROMPT)
+        async with client.stream("POST", "/api/generate", json=PROMPT) as response:
+            events = [event async for event in read_events(response)]
 
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache, no-transform"
@@ -68,21 +61,14 @@ class TestStream:
         assert conversation.usage["output_chars"] > 0
 
     async def test_a_story_goes_on_when_its_client_leaves(
-        self, server: LiveServer, database: Database
+        self, client: httpx.AsyncClient, database: Database
     ):
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-            async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                async for event in read_events(response):
-                    if event.event == "meta":
-                        conversation_id = event.data["conversation_id"]
-                    if event.event == "delta":
-                        break
-        for _ in range(200):
-            conversation, data = await database.conversation(conversation_id)
-            if conversation.status is not ConversationStatus.IN_PROGRESS:
-                break
-            await asyncio.sleep(0.05)
-        assert conversation.status is ConversationStatus.COMPLETED
+        events = await until_deltas(client, PROMPT, 1)
+        conversation_id = events[0].data["conversation_id"]
+
+        assert await settled(database, conversation_id) is ConversationStatus.COMPLETED
+        _conversation, data = await database.conversation(conversation_id)
         assert data.title
         assert data.story
-        assert len(data.story) > len(event.data["text"])
+        assert data.story.startswith(story_of(events))
+        assert len(data.story) > len(story_of(events))

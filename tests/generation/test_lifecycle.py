@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -13,7 +12,17 @@ from storytool.config import AuthMode, Settings
 from storytool.llm.base import StoryRequest
 from storytool.llm.offline import compose_base_story
 from storytool.models import ConversationStatus, StopReason
-from tests.generation.conftest import Database, Event, LiveServer, read_events, story_of
+from tests.generation.conftest import (
+    Database,
+    cancel_when,
+    deltas,
+    generate,
+    read_events,
+    serving,
+    settled,
+    story_of,
+    until_deltas,
+)
 
 PROMPT = {"user_input": "한 선비가 과거를 보러 길을 떠나니", "tags": ["모험"]}
 USER_A = {"X-User-Id": "user-a"}
@@ -24,45 +33,21 @@ def paced(settings: Settings, chars_per_second: float, **changes: Any) -> Settin
     return settings.model_copy(update={"offline_chars_per_second": chars_per_second, **changes})
 
 
-async def until_deltas(
-    client: httpx.AsyncClient, count: int, headers: dict[str, str] | None = None
-) -> list[Event]:
-    """Opens a generation, reads up to its ``count``-th delta, then disconnects."""
-    seen: list[Event] = []
-    async with client.stream("POST", "/api/generate", json=PROMPT, headers=headers) as response:
-        assert response.status_code == 200
-        async for event in read_events(response):
-            seen.append(event)
-            if sum(e.event == "delta" for e in seen) == count:
-                break
-    return seen
-
-
-async def settled(database: Database, conversation_id: str) -> ConversationStatus:
-    for _ in range(200):
-        conversation, _data = await database.conversation(conversation_id)
-        if conversation.status is not ConversationStatus.IN_PROGRESS:
-            return conversation.status
-        await asyncio.sleep(0.05)
-    raise AssertionError("the generation never ended")
-
-
 class TestResume:
     async def test_resume_after_3_deltas_gets_every_later_event_once(
         self, settings: Settings, database: Database
     ):
-        with LiveServer(paced(settings, 1000)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                before = await until_deltas(client, 3)
-                conversation_id = before[0].data["conversation_id"]
-                last_id = before[-1].id
-                async with client.stream(
-                    "GET",
-                    f"/api/generate/{conversation_id}/events",
-                    headers={"Last-Event-ID": str(last_id)},
-                ) as response:
-                    assert response.status_code == 200
-                    after = [event async for event in read_events(response)]
+        async with serving(paced(settings, 1000)) as client:
+            before = await until_deltas(client, PROMPT, 3)
+            conversation_id = before[0].data["conversation_id"]
+            last_id = before[-1].id
+            async with client.stream(
+                "GET",
+                f"/api/generate/{conversation_id}/events",
+                headers={"Last-Event-ID": str(last_id)},
+            ) as response:
+                assert response.status_code == 200
+                after = [event async for event in read_events(response)]
 
         assert [e.id for e in after] == list(range(last_id + 1, last_id + 1 + len(after)))
         assert [e.event for e in after].count("done") == 1
@@ -70,25 +55,19 @@ class TestResume:
         _conversation, data = await database.conversation(conversation_id)
         assert story_of(before) + story_of(after) == data.story
 
-    async def test_a_whole_replay_matches_the_first_stream(self, server: LiveServer):
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-            async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                first = [event async for event in read_events(response)]
-            conversation_id = first[0].data["conversation_id"]
-            async with client.stream("GET", f"/api/generate/{conversation_id}/events") as response:
-                replay = [event async for event in read_events(response)]
+    async def test_a_whole_replay_matches_the_first_stream(self, client: httpx.AsyncClient):
+        first = await generate(client, PROMPT)
+        conversation_id = first[0].data["conversation_id"]
+        async with client.stream("GET", f"/api/generate/{conversation_id}/events") as response:
+            replay = [event async for event in read_events(response)]
         assert replay == first
 
     async def test_resume_of_another_users_or_unknown_conversation_is_404(self, settings: Settings):
-        with LiveServer(paced(settings, 4000, auth_mode=AuthMode.HEADER)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                async with client.stream(
-                    "POST", "/api/generate", json=PROMPT, headers=USER_A
-                ) as response:
-                    events = [event async for event in read_events(response)]
-                conversation_id = events[0].data["conversation_id"]
-                theirs = await client.get(f"/api/generate/{conversation_id}/events", headers=USER_B)
-                unknown = await client.get("/api/generate/nope/events", headers=USER_A)
+        async with serving(paced(settings, 4000, auth_mode=AuthMode.HEADER)) as client:
+            events = await generate(client, PROMPT, headers=USER_A)
+            conversation_id = events[0].data["conversation_id"]
+            theirs = await client.get(f"/api/generate/{conversation_id}/events", headers=USER_B)
+            unknown = await client.get("/api/generate/nope/events", headers=USER_A)
         assert theirs.status_code == unknown.status_code == 404
         assert theirs.json()["error"]["code"] == "not_found"
 
@@ -97,23 +76,12 @@ class TestCancel:
     async def test_cancel_mid_refine_ends_the_stream_with_what_was_streamed(
         self, settings: Settings, database: Database
     ):
-        with LiveServer(paced(settings, 300)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events: list[Event] = []
-                async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                    reader = read_events(response)
-                    async for event in reader:
-                        events.append(event)
-                        if sum(e.event == "delta" for e in events) == 3:
-                            break
-                    conversation_id = events[0].data["conversation_id"]
-                    answer = await client.post(
-                        "/api/cancelGeneration", json={"conversation_id": conversation_id}
-                    )
-                    events += [event async for event in reader]
-                again = await client.post(
-                    "/api/cancelGeneration", json={"conversation_id": conversation_id}
-                )
+        async with serving(paced(settings, 300)) as client:
+            events, answer = await cancel_when(client, PROMPT, deltas(3))
+            conversation_id = events[0].data["conversation_id"]
+            again = await client.post(
+                "/api/cancelGeneration", json={"conversation_id": conversation_id}
+            )
 
         assert answer.status_code == 200
         body = answer.json()
@@ -134,15 +102,14 @@ class TestCancel:
         assert data.story == streamed
         assert data.title is None
 
-    async def test_cancel_after_completion_is_409_and_unknown_is_404(self, server: LiveServer):
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-            async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                events = [event async for event in read_events(response)]
-            finished = await client.post(
-                "/api/cancelGeneration",
-                json={"conversation_id": events[0].data["conversation_id"]},
-            )
-            unknown = await client.post("/api/cancelGeneration", json={"conversation_id": "nope"})
+    async def test_cancel_after_completion_is_409_and_unknown_is_404(
+        self, client: httpx.AsyncClient
+    ):
+        events = await generate(client, PROMPT)
+        finished = await client.post(
+            "/api/cancelGeneration", json={"conversation_id": events[0].data["conversation_id"]}
+        )
+        unknown = await client.post("/api/cancelGeneration", json={"conversation_id": "nope"})
         assert finished.status_code == 409
         assert finished.json()["error"]["code"] == "conflict"
         assert unknown.status_code == 404
@@ -150,24 +117,22 @@ class TestCancel:
     async def test_another_users_conversation_cannot_be_cancelled(
         self, settings: Settings, database: Database
     ):
-        with LiveServer(paced(settings, 300, auth_mode=AuthMode.HEADER)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events = await until_deltas(client, 1, headers=USER_A)
-                conversation_id = events[0].data["conversation_id"]
-                theirs = await client.post(
-                    "/api/cancelGeneration",
-                    json={"conversation_id": conversation_id},
-                    headers=USER_B,
-                )
-                assert theirs.status_code == 404
-                assert await settled(database, conversation_id) is ConversationStatus.COMPLETED
+        async with serving(paced(settings, 300, auth_mode=AuthMode.HEADER)) as client:
+            events = await until_deltas(client, PROMPT, 1, headers=USER_A)
+            conversation_id = events[0].data["conversation_id"]
+            theirs = await client.post(
+                "/api/cancelGeneration",
+                json={"conversation_id": conversation_id},
+                headers=USER_B,
+            )
+            assert theirs.status_code == 404
+            assert await settled(database, conversation_id) is ConversationStatus.COMPLETED
 
     async def test_client_gone_cancels_when_the_setting_says_so(
         self, settings: Settings, database: Database
     ):
-        with LiveServer(paced(settings, 300, cancel_on_disconnect=True)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events = await until_deltas(client, 2)
+        async with serving(paced(settings, 300, cancel_on_disconnect=True)) as client:
+            events = await until_deltas(client, PROMPT, 2)
             conversation_id = events[0].data["conversation_id"]
             assert await settled(database, conversation_id) is ConversationStatus.CANCELLED
         conversation, data = await database.conversation(conversation_id)
@@ -178,9 +143,8 @@ class TestCancel:
     async def test_shutdown_interrupts_and_keeps_the_text(
         self, settings: Settings, database: Database
     ):
-        with LiveServer(paced(settings, 300)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events = await until_deltas(client, 2)
+        async with serving(paced(settings, 300)) as client:
+            events = await until_deltas(client, PROMPT, 2)
         conversation, data = await database.conversation(events[0].data["conversation_id"])
         assert conversation.status is ConversationStatus.INTERRUPTED
         assert conversation.stop_reason is StopReason.SHUTDOWN
@@ -194,10 +158,8 @@ class TestLimits:
     ):
         base = compose_base_story(StoryRequest(user_input=PROMPT["user_input"], tags=["모험"]))
         limit = len(base) + 20
-        with LiveServer(paced(settings, 4000, max_output_chars=limit)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                    events = [event async for event in read_events(response)]
+        async with serving(paced(settings, 4000, max_output_chars=limit)) as client:
+            events = await generate(client, PROMPT)
         assert events[-1].event == "error"
         assert events[-1].data["code"] == "output_limit"
         assert len(story_of(events)) == limit
@@ -209,10 +171,8 @@ class TestLimits:
     async def test_a_generation_past_its_time_ends_with_timeout(
         self, settings: Settings, database: Database
     ):
-        with LiveServer(paced(settings, 100, max_generation_seconds=0.4)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                    events = [event async for event in read_events(response)]
+        async with serving(paced(settings, 100, max_generation_seconds=0.4)) as client:
+            events = await generate(client, PROMPT)
         assert events[-1].event == "error"
         assert events[-1].data["code"] == "timeout"
         conversation, data = await database.conversation(events[0].data["conversation_id"])
@@ -226,15 +186,12 @@ class TestLimits:
     async def test_past_the_running_limit_is_refused_with_retry_after(
         self, settings: Settings, database: Database, limit: str, status: int
     ):
-        with LiveServer(paced(settings, 300, **{limit: 1})) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                    async for event in read_events(response):
-                        if event.event == "delta":
-                            break
-                    counts = await database.counts()
-                    refused = await client.post("/api/generate", json=PROMPT)
-                    assert await database.counts() == counts
+        async with serving(paced(settings, 300, **{limit: 1})) as client:
+            async with client.stream("POST", "/api/generate", json=PROMPT) as response:
+                assert (await anext(read_events(response))).event == "meta"
+                counts = await database.counts()
+                refused = await client.post("/api/generate", json=PROMPT)
+                assert await database.counts() == counts
         assert refused.status_code == status
         assert int(refused.headers["retry-after"]) > 0
 
@@ -245,7 +202,7 @@ class TestInvalidInput:
         [
             (json.dumps({"user_input": ""}), 422, "user_input"),
             (json.dumps({"user_input": "   "}), 422, "user_input"),
-            (json.dumps({"user_input": "가" * 51}), 422, "user_input"),
+            (json.dumps({"user_input": "가" * 4001}), 422, "user_input"),
             (json.dumps({"user_input": 5}), 422, "user_input"),
             (json.dumps({"user_input": "이야기", "tags": "모험"}), 422, "tags"),
             (json.dumps({"user_input": "이야기", "options": {"length": "epic"}}), 422, None),
@@ -254,15 +211,16 @@ class TestInvalidInput:
         ],
     )
     async def test_bad_requests_are_refused_before_any_stream_and_write_nothing(
-        self, settings: Settings, database: Database, content: str, status: int, field: str | None
+        self,
+        client: httpx.AsyncClient,
+        database: Database,
+        content: str,
+        status: int,
+        field: str | None,
     ):
-        with LiveServer(paced(settings, 4000, max_input_chars=50)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                response = await client.post(
-                    "/api/generate",
-                    content=content,
-                    headers={"Content-Type": "application/json"},
-                )
+        response = await client.post(
+            "/api/generate", content=content, headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == status
         assert response.headers["content-type"] == "application/json"
         error = response.json()["error"]
@@ -273,18 +231,14 @@ class TestInvalidInput:
     async def test_another_users_thread_is_404_and_writes_nothing(
         self, settings: Settings, database: Database
     ):
-        with LiveServer(paced(settings, 4000, auth_mode=AuthMode.HEADER)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                async with client.stream(
-                    "POST", "/api/generate", json=PROMPT, headers=USER_A
-                ) as response:
-                    events = [event async for event in read_events(response)]
-                counts = await database.counts()
-                theirs = await client.post(
-                    "/api/generate",
-                    json={**PROMPT, "thread_id": events[0].data["thread_id"]},
-                    headers=USER_B,
-                )
+        async with serving(paced(settings, 4000, auth_mode=AuthMode.HEADER)) as client:
+            events = await generate(client, PROMPT, headers=USER_A)
+            counts = await database.counts()
+            theirs = await client.post(
+                "/api/generate",
+                json={**PROMPT, "thread_id": events[0].data["thread_id"]},
+                headers=USER_B,
+            )
         assert theirs.status_code == 404
         assert theirs.json()["error"]["field"] == "thread_id"
         assert await database.counts() == counts

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from storytool.config import LLMProvider, Settings
 from storytool.models import ConversationStatus, StopReason
 from tests.fakes.openai_server import FakeOpenAI
-from tests.generation.conftest import Database, Event, LiveServer, read_events, story_of
+from tests.generation.conftest import Database, cancel_when, deltas, generate, serving, story_of
 
 DRAFT_MODEL = "ft:storytool-draft"
 REFINE_MODEL = "gpt-4o"
@@ -29,17 +26,10 @@ REFINED = (
 PROMPT = {"user_input": "한 선비가 과거를 보러 길을 떠나니", "tags": ["모험"]}
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
 @pytest.fixture
-def upstream(fake: FakeOpenAI) -> FakeOpenAI:
-    fake.reset()
-    fake.behaviour.texts = {DRAFT_MODEL: DRAFT, REFINE_MODEL: REFINED}
-    return fake
+def upstream(fake_openai: FakeOpenAI) -> FakeOpenAI:
+    fake_openai.behaviour.texts = {DRAFT_MODEL: DRAFT, REFINE_MODEL: REFINED}
+    return fake_openai
 
 
 def on_fake(settings: Settings, fake: FakeOpenAI, **changes: Any) -> Settings:
@@ -57,12 +47,6 @@ def on_fake(settings: Settings, fake: FakeOpenAI, **changes: Any) -> Settings:
     )
 
 
-async def generate(client: httpx.AsyncClient, body: dict[str, Any]) -> list[Event]:
-    async with client.stream("POST", "/api/generate", json=body) as response:
-        assert response.status_code == 200
-        return [event async for event in read_events(response)]
-
-
 def refine_requests(fake: FakeOpenAI) -> list[dict[str, Any]]:
     """The streamed Responses calls; title and recommendations are a separate, unstreamed one."""
     return [
@@ -76,9 +60,8 @@ class TestStory:
     async def test_one_request_streams_and_stores_the_refined_story(
         self, settings: Settings, upstream: FakeOpenAI, database: Database
     ):
-        with LiveServer(on_fake(settings, upstream)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events = await generate(client, PROMPT)
+        async with serving(on_fake(settings, upstream)) as client:
+            events = await generate(client, PROMPT)
 
         names = [event.event for event in events]
         assert [event.id for event in events] == list(range(1, len(events) + 1))
@@ -102,13 +85,12 @@ class TestStory:
     async def test_the_second_turn_sends_the_first_as_context(
         self, settings: Settings, upstream: FakeOpenAI, database: Database, remote: bool
     ):
-        with LiveServer(on_fake(settings, upstream, remote_conversations=remote)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                first = await generate(client, PROMPT)
-                thread_id = first[0].data["thread_id"]
-                second = await generate(
-                    client, {"user_input": "선비가 돌아오니", "thread_id": thread_id}
-                )
+        async with serving(on_fake(settings, upstream, remote_conversations=remote)) as client:
+            first = await generate(client, PROMPT)
+            thread_id = first[0].data["thread_id"]
+            second = await generate(
+                client, {"user_input": "선비가 돌아오니", "thread_id": thread_id}
+            )
 
         assert second[-1].event == "done"
         sent = refine_requests(upstream)[-1]
@@ -137,9 +119,8 @@ class TestUpstreamFailures:
         self, settings: Settings, upstream: FakeOpenAI
     ):
         upstream.behaviour.fail_next(500, path="/v1/responses")
-        with LiveServer(on_fake(settings, upstream)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events = await generate(client, PROMPT)
+        async with serving(on_fake(settings, upstream)) as client:
+            events = await generate(client, PROMPT)
         assert events[-1].event == "done"
         assert story_of(events) == REFINED
         assert len(refine_requests(upstream)) == 2
@@ -161,10 +142,9 @@ class TestUpstreamFailures:
         stop_reason: StopReason,
     ):
         upstream.behaviour.add_fault(fault, after=5, api="responses")
-        with LiveServer(on_fake(settings, upstream, openai_timeout_s=0.5)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events = await generate(client, PROMPT)
-                later = await generate(client, PROMPT)
+        async with serving(on_fake(settings, upstream, openai_timeout_s=0.5)) as client:
+            events = await generate(client, PROMPT)
+            later = await generate(client, PROMPT)
 
         names = [event.event for event in events]
         assert names[-1] == "error"
@@ -185,9 +165,8 @@ class TestUpstreamFailures:
         self, settings: Settings, upstream: FakeOpenAI
     ):
         upstream.behaviour.add_fault("inject", after=3, api="responses", event_type="keepalive")
-        with LiveServer(on_fake(settings, upstream)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events = await generate(client, PROMPT)
+        async with serving(on_fake(settings, upstream)) as client:
+            events = await generate(client, PROMPT)
         assert events[-1].event == "done"
         assert story_of(events) == REFINED
 
@@ -197,20 +176,9 @@ class TestCancelUpstream:
         self, settings: Settings, upstream: FakeOpenAI, database: Database
     ):
         upstream.behaviour.tokens_per_second = 40
-        with LiveServer(on_fake(settings, upstream)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                events: list[Event] = []
-                async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                    reader = read_events(response)
-                    async for event in reader:
-                        events.append(event)
-                        if sum(e.event == "delta" for e in events) == 3:
-                            break
-                    conversation_id = events[0].data["conversation_id"]
-                    answer = await client.post(
-                        "/api/cancelGeneration", json={"conversation_id": conversation_id}
-                    )
-                    events += [event async for event in reader]
+        async with serving(on_fake(settings, upstream)) as client:
+            events, answer = await cancel_when(client, PROMPT, deltas(3))
+        conversation_id = events[0].data["conversation_id"]
 
         assert answer.status_code == 200
         assert answer.json()["status"] == "cancelled"
@@ -229,20 +197,15 @@ class TestCancelUpstream:
         self, settings: Settings, upstream: FakeOpenAI, database: Database
     ):
         upstream.behaviour.tokens_per_second = 20
-        with LiveServer(on_fake(settings, upstream)) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                async with client.stream("POST", "/api/generate", json=PROMPT) as response:
-                    reader = read_events(response)
-                    events = [await anext(reader), await anext(reader)]
-                    assert events[1].data == {"name": "draft", "status": "started"}
-                    await asyncio.sleep(0.3)  # a few draft tokens arrive upstream
-                    conversation_id = events[0].data["conversation_id"]
-                    answer = await client.post(
-                        "/api/cancelGeneration", json={"conversation_id": conversation_id}
-                    )
-                    events += [event async for event in reader]
+        async with serving(on_fake(settings, upstream)) as client:
+            # Once the draft has started, a few of its tokens arrive upstream before the cancel.
+            events, answer = await cancel_when(
+                client, PROMPT, lambda seen: seen[-1].event == "stage", pause_s=0.3
+            )
+        conversation_id = events[0].data["conversation_id"]
 
         assert [event.event for event in events] == ["meta", "stage", "cancelled"]
+        assert events[1].data == {"name": "draft", "status": "started"}
         conversation, data = await database.conversation(conversation_id)
         assert conversation.status is ConversationStatus.CANCELLED
         assert data.base_story
