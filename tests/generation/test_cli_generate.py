@@ -1,31 +1,23 @@
-"""``storytool generate`` streams a story from a running server to the terminal."""
+"""``storytool generate`` streams a story from a running server to the terminal.
+
+The command runs in a worker thread (it drives its own event loop) against a real server on
+loopback."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
 import httpx
+from typer.testing import CliRunner
 
+from storytool.cli import app
 from storytool.generation.repository import ConversationRepository
 from tests.generation.conftest import Database
 
 
 async def run_generate(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "storytool",
-        "generate",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["generate", *args])
+    return result.exit_code, result.stdout, result.stderr
 
 
 async def test_generate_prints_the_stored_story_and_its_title(
@@ -45,11 +37,13 @@ async def test_generate_prints_the_stored_story_and_its_title(
     assert out.startswith(turns[0].story)
 
 
-async def test_generate_reports_a_refusal(client: httpx.AsyncClient):
-    code, out, err = await run_generate("", "--url", str(client.base_url))
+async def test_generate_reports_a_refusal(client: httpx.AsyncClient, database: Database):
+    code, out, err = await run_generate("   ", "--url", str(client.base_url))
     assert code == 1
     assert out == ""
     assert "422" in err
+    assert "user_input" in err
+    assert await database.counts() == (0, 0)
 
 
 async def test_generate_reports_an_unreachable_server():
