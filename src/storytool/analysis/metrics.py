@@ -101,7 +101,8 @@ TRANSITIONS: dict[str, str] = {
 
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 _LINE = re.compile(r"[^\n]+")
-_ENDINGS_LONGEST_FIRST = sorted(ENDINGS, key=len, reverse=True)
+_ENDING_SET = frozenset(ENDINGS)
+_ENDING_LENGTHS = sorted({len(ending) for ending in ENDINGS}, reverse=True)
 
 
 class Span(BaseModel):
@@ -166,7 +167,7 @@ def sentence_spans(text: str) -> list[Span]:
 
 def measure(text: str) -> Metrics:
     layout = _layout(text)
-    no_spaces = sum(1 for char in text if not char.isspace())
+    no_spaces = _non_space(text)
     words = [match.group().casefold() for match in _WORD.finditer(text)]
     sentences = len(layout.sentences)
     return Metrics(
@@ -179,7 +180,9 @@ def measure(text: str) -> Metrics:
         dialogue_characters=layout.dialogue_characters,
         dialogue_share=_ratio(layout.dialogue_characters, no_spaces, 4),
         average_sentence_characters=_ratio(
-            sum(_non_space(text, span) for span in layout.sentences), sentences, 2
+            sum(_non_space(text[span.start : span.end]) for span in layout.sentences),
+            sentences,
+            2,
         ),
         average_sentence_words=_ratio(
             sum(len(_WORD.findall(text, span.start, span.end)) for span in layout.sentences),
@@ -198,8 +201,8 @@ def _ratio(part: int, whole: int, digits: int) -> float:
     return round(part / whole, digits) if whole else 0.0
 
 
-def _non_space(text: str, span: Span) -> int:
-    return sum(1 for char in text[span.start : span.end] if not char.isspace())
+def _non_space(text: str) -> int:
+    return sum(map(len, text.split()))
 
 
 def _layout(text: str) -> _Layout:
@@ -286,7 +289,7 @@ def _markers(text: str) -> ClassicalMarkers:
                     marker=TRANSITIONS[word], word=word, start=match.start(), end=match.end()
                 )
             )
-        ending = next((e for e in _ENDINGS_LONGEST_FIRST if word.endswith(e)), None)
+        ending = _longest_ending(word)
         if ending is not None:
             endings.append(
                 MarkerOccurrence(
@@ -300,6 +303,13 @@ def _markers(text: str) -> ClassicalMarkers:
         endings=_counted(endings, [f"-{e}" for e in ENDINGS]),
         transitions=_counted(transitions, list(dict.fromkeys(TRANSITIONS.values()))),
     )
+
+
+def _longest_ending(word: str) -> str | None:
+    for length in _ENDING_LENGTHS:
+        if len(word) >= length and word[-length:] in _ENDING_SET:
+            return word[-length:]
+    return None
 
 
 def _counted(occurrences: list[MarkerOccurrence], order: list[str]) -> MarkerCounts:
