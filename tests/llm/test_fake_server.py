@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -57,6 +58,20 @@ class TestResponsesStreaming:
         assert completed.usage.output_tokens == types.count("response.output_text.delta")
         assert events[0].response.id == completed.id
         assert fake_openai.received("/v1/responses")[0].headers["authorization"] == "Bearer sk-test"
+
+    async def test_first_token_delay_and_pace(self, client, fake_openai):
+        fake_openai.behaviour.first_token_delay = 0.2
+        fake_openai.behaviour.tokens_per_second = 100
+        started = time.monotonic()
+        first_delta = None
+        stream = await client.responses.create(model="gpt-4o", input="이야기", stream=True)
+        async for event in stream:
+            if event.type == "response.output_text.delta" and first_delta is None:
+                first_delta = time.monotonic() - started
+        total = time.monotonic() - started
+        assert first_delta is not None
+        assert first_delta >= 0.2
+        assert total >= 0.2 + len(tokenize(DEFAULT_STORY)) / 100 * 0.9
 
     async def test_non_streaming_answers_the_whole_text(self, client, fake_openai):
         fake_openai.behaviour.texts["gpt-4o"] = "차설. 짧은 이야기로다."
