@@ -42,6 +42,7 @@ def openai_settings(offline_settings: Settings, fake_openai: FakeOpenAI) -> Sett
             "openai_base_url": fake_openai.base_url,
             "openai_api_key": SecretStr("test"),
             "openai_timeout_s": 10.0,
+            "upstream_retry_backoff_s": 0.01,
         }
     )
 

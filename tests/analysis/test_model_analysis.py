@@ -134,6 +134,14 @@ class TestInvalidAnswers:
         assert "the model's answer was invalid" in error["message"]
         assert len(structured_requests(fake_openai)) == 2
 
+    async def test_an_upstream_that_keeps_failing_is_a_502(
+        self, alice: httpx.AsyncClient, fake_openai: FakeOpenAI
+    ):
+        fake_openai.behaviour.fail_next(503, times=10, path="/v1/responses")
+        response = await alice.post(URL, json={"text": CLASSICAL})
+        assert response.status_code == 502
+        assert "the model could not analyse the story" in response.json()["error"]["message"]
+
 
 class TestLongText:
     SENTENCE = "선비가 길을 떠나 깊은 산중에 이르매 노인을 만나더라."
