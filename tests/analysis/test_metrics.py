@@ -99,6 +99,11 @@ class TestCounts:
     def test_hand_counted(self, text: str, expected: dict[str, float]):
         assert measure(text).model_dump(include=set(expected)) == expected
 
+    def test_a_plural_possessive_opens_no_quote(self):
+        text = "The boys' horses ran. 'Go,' he said."
+        metrics = measure(text)
+        assert (metrics.quotations, metrics.dialogue_characters, metrics.sentences) == (1, 3, 2)
+
     def test_blank_text_has_no_division_by_zero(self):
         metrics = measure(" \n\n ")
         assert (metrics.words, metrics.sentences, metrics.paragraphs) == (0, 0, 0)

@@ -8,10 +8,11 @@ words           maximal runs of letters and digits (Korean 어절 minus punctuat
 paragraphs      non-blank lines. A blank line between paragraphs adds none; Korean prose and the
                 stories Storytool writes put one paragraph on a line.
 quotations      text inside “ ”, single curly quotes (U+2018 U+2019), 「 」, 『 』 and
-                straight " ' quotes. A straight or curly ' between two letters is an
-                apostrophe, not a quote. Nested quotes count once; a quote left open closes at
-                the end of its paragraph. ``dialogue_share`` is the share of the non-whitespace
-                characters that lie inside quotes (the marks themselves excluded).
+                straight " ' quotes. A straight or curly ' between two letters (don't) is an
+                apostrophe, and a straight ' right after a letter (the boys') opens no quote.
+                Nested quotes count once; a quote left open closes at the end of its
+                paragraph. ``dialogue_share`` is the share of the non-whitespace characters
+                that lie inside quotes (the marks themselves excluded).
 sentences       end at a run of . ! ? 。 … (and fullwidth ! ?) outside quotes followed by
                 whitespace, and at the end of a paragraph. Punctuation inside a quote does not
                 end the sentence that quotes it (``"어디 가느냐?" 하고 물으니`` is one
@@ -224,6 +225,13 @@ def _is_apostrophe(text: str, index: int) -> bool:
     )
 
 
+def _opens_quote(text: str, index: int) -> bool:
+    char = text[index]
+    if char == "'":
+        return index == 0 or not text[index - 1].isalnum()
+    return char in PAIRED_QUOTES or char in STRAIGHT_QUOTES
+
+
 def _continues_quote(text: str, after: int, end: int) -> bool:
     """Whether the word after a closed quote carries its sentence on (하고, "he said")."""
     rest = text[after:end].lstrip()
@@ -251,7 +259,7 @@ def _scan_paragraph(text: str, start: int, end: int, layout: _Layout) -> None:
                 sentence_start = None
                 index += 1
                 continue
-        elif char in PAIRED_QUOTES or (char in STRAIGHT_QUOTES and not _is_apostrophe(text, index)):
+        elif _opens_quote(text, index):
             if not closers:
                 layout.quotations += 1
             closers.append(PAIRED_QUOTES.get(char, char))
