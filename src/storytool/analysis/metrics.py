@@ -14,7 +14,8 @@ quotations      text inside “ ”, single curly quotes (U+2018 U+2019), 「 �
                 paragraph. ``dialogue_share`` is the share of the non-whitespace characters
                 that lie inside quotes (the marks themselves excluded).
 sentences       end at a run of . ! ? 。 … (and fullwidth ! ?) outside quotes followed by
-                whitespace, and at the end of a paragraph. Punctuation inside a quote does not
+                whitespace (a closing bracket or stray closing quote after the run stays with
+                it), and at the end of a paragraph. Punctuation inside a quote does not
                 end the sentence that quotes it (``"어디 가느냐?" 하고 물으니`` is one
                 sentence); a quote that ends in such a mark does end a sentence when a new one
                 follows it, unless the next word starts with 하 (the quotative 하고, 하니,
@@ -46,6 +47,9 @@ PAIRED_QUOTES = {"“": "”", "\u2018": "\u2019", "「": "」", "『": "』"}
 STRAIGHT_QUOTES = frozenset("\"'")
 APOSTROPHES = frozenset("'\u2019")
 QUOTATIVE_START = "하"
+TRAILING_CLOSERS = frozenset(PAIRED_QUOTES.values()) | frozenset(")]\"'")
+"""Marks that stay with the sentence end they follow when no quote is open: a bracket closed
+after its full stop, or a closing quote whose opening mark the text left out."""
 
 ENDINGS: tuple[str, ...] = (
     "하였더라",
@@ -275,9 +279,13 @@ def _scan_paragraph(text: str, start: int, end: int, layout: _Layout) -> None:
             run_end = index
             while run_end < end and text[run_end] in TERMINALS:
                 run_end += 1
-            if run_end == end or text[run_end].isspace():
-                layout.sentences.append(Span(start=sentence_start, end=run_end))
+            closed_end = run_end
+            while closed_end < end and text[closed_end] in TRAILING_CLOSERS:
+                closed_end += 1
+            if closed_end == end or text[closed_end].isspace():
+                layout.sentences.append(Span(start=sentence_start, end=closed_end))
                 sentence_start = None
+                run_end = closed_end
             index = run_end
             continue
         index += 1
