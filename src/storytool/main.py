@@ -7,7 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from storytool import __version__
 from storytool.analysis import router as analysis_router
-from storytool.api import health
+from storytool.api import health, playground
 from storytool.api.errors import install_error_handlers
 from storytool.api.middleware import (
     BodySizeLimitMiddleware,
@@ -21,6 +21,7 @@ from storytool.generation import router as generation_router
 from storytool.lifespan import build_lifespan
 from storytool.metrics import Metrics
 from storytool.search import router as search_router
+from storytool.threads import export as threads_export
 from storytool.threads import router as threads_router
 
 
@@ -49,9 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    app.include_router(playground.router)
     app.include_router(generation_router.router)
     app.include_router(analysis_router.router)
     app.include_router(search_router.router)
     app.include_router(threads_router.router)
+    app.include_router(threads_export.router)
     app.include_router(evaluations_router.router)
     return app

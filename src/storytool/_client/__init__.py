@@ -1,0 +1,1 @@
+"""Private parts of :mod:`storytool.client`; import from there."""
