@@ -1,0 +1,366 @@
+"""Streaming overhead of Storytool against the floor for its stack, side by side, on loopback.
+
+    .venv/bin/python -m bench.generation            # --quick for a short smoke run
+
+For each scenario a fresh fake OpenAI server (``tests/fakes/openai_server.py``, its own process)
+streams a story of ``tokens`` word tokens at ``rate`` tokens per second, and the same load runs
+against three targets, each a single uvicorn worker in its own process:
+
+  a  direct   the fake's ``POST /v1/responses`` stream, read by the load client itself
+  b  relay    a minimal FastAPI + sse-starlette app forwarding the SDK's refine deltas
+  c  storytool ``POST /api/generate`` with the openai provider (SQLite, local auth); its draft
+              model answers one token, so the stream's first delta waits on the refine run
+
+The load client is raw asyncio sockets (HTTP/1.1, chunked SSE), lighter than httpx, recording
+when each delta arrives. Figures per target:
+
+  ttft       time from sending the request to the first delta (p50); "added" is over (a)
+  delay      per-chunk delay: chunk i's offset from the stream's first chunk, minus the mean of
+             that offset in (a) for the same scenario (p50/p99); "added" = that, relative to (a)
+  gap p99    between consecutive deltas of one stream
+  cpu/chunk  CPU seconds of the target's process per delta delivered (for (a): the fake's own)
+  rss/stream peak RSS during the run minus RSS before it, per open stream
+  complete   streams that ended normally with every delta
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+import uvicorn
+from fastapi import FastAPI, Request
+from sse_starlette import EventSourceResponse
+from tests.fakes.openai_server import DEFAULT_STORY, Behaviour, FakeOpenAI, tokenize
+
+from storytool.db.migrations import upgrade
+
+DRAFT_MODEL = "bench-draft"
+REFINE_MODEL = "gpt-4o"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    streams: int
+    rate: float | None
+    """Tokens per second of each upstream stream; None sends them as fast as it can."""
+    tokens: int
+    rounds: int = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str
+    body: dict[str, Any]
+    delta: bytes
+    done: bytes
+
+
+DIRECT = Target(
+    "a direct",
+    "/v1/responses",
+    {"model": REFINE_MODEL, "input": "이야기", "stream": True},
+    b"event: response.output_text.delta",
+    b"event: response.completed",
+)
+RELAY = Target("b relay", "/relay", {}, b"event: delta", b"event: done")
+STORYTOOL = Target(
+    "c storytool",
+    "/api/generate",
+    {"user_input": "이야기", "tags": []},
+    b"event: delta",
+    b"event: done",
+)
+
+
+@dataclass
+class Stream:
+    sent: float = 0.0
+    arrivals: list[float] = field(default_factory=list)
+    completed: bool = False
+
+
+# --- the load client: raw sockets ------------------------------------------------------------
+
+
+async def read_stream(port: int, target: Target) -> Stream:
+    result = Stream()
+    body = json.dumps(target.body).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST {target.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Accept: text/event-stream\r\n\r\n".encode()
+            + body
+        )
+        result.sent = time.perf_counter()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            return result
+        pending = b""
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            if size == 0:
+                return result
+            # sse-starlette ends lines with CRLF, the fake with LF.
+            pending += (await reader.readexactly(size)).replace(b"\r\n", b"\n")
+            await reader.readexactly(2)
+            now = time.perf_counter()
+            *events, pending = pending.split(b"\n\n")
+            for event in events:
+                if target.delta in event:
+                    result.arrivals.append(now)
+                elif target.done in event:
+                    result.completed = True
+                    return result
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        return result
+    finally:
+        writer.close()
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_fake(port: int, rate: float | None, tokens: int) -> None:
+    words = tokenize(DEFAULT_STORY)
+    story = " ".join(words[i % len(words)].strip() for i in range(tokens))
+    behaviour = Behaviour(story=story, texts={DRAFT_MODEL: "초고."}, tokens_per_second=rate)
+    fake = FakeOpenAI(behaviour, keep_records=False)
+    uvicorn.run(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+
+
+def relay_app(upstream: str) -> FastAPI:
+    """The floor: the SDK's refine deltas forwarded as SSE, nothing stored, nothing checked."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        client = openai.AsyncOpenAI(base_url=upstream, api_key="bench", max_retries=0)
+        yield {"client": client}
+        await client.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/relay")
+    async def relay(request: Request) -> EventSourceResponse:
+        client: openai.AsyncOpenAI = request.state.client
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            stream = await client.responses.create(model=REFINE_MODEL, input="이야기", stream=True)
+            async with stream:
+                async for event in stream:
+                    if event.type == "response.output_text.delta":
+                        yield {"event": "delta", "data": json.dumps({"text": event.delta})}
+            yield {"event": "done", "data": "{}"}
+
+        return EventSourceResponse(events())
+
+    return app
+
+
+def serve_relay(port: int, upstream: str) -> None:
+    uvicorn.run(relay_app(upstream), host="127.0.0.1", port=port, log_level="warning")
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args], env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
+    )
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    streams: list[Stream]
+    cpu_s: float
+    rss_growth: int
+
+
+async def measure(port: int, pid: int, target: Target, scenario: Scenario) -> Measured:
+    streams: list[Stream] = []
+    cpu_before = cpu_seconds(pid)
+    rss_before = peak = rss_bytes(pid)
+    for _round in range(scenario.rounds):
+        tasks = [asyncio.create_task(read_stream(port, target)) for _ in range(scenario.streams)]
+        while not all(task.done() for task in tasks):
+            peak = max(peak, rss_bytes(pid))
+            await asyncio.wait(tasks, timeout=0.05)
+        streams += [task.result() for task in tasks]
+    return Measured(streams, cpu_seconds(pid) - cpu_before, max(0, peak - rss_before))
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def offsets(stream: Stream) -> list[float]:
+    return [arrival - stream.arrivals[0] for arrival in stream.arrivals]
+
+
+def report(scenario: Scenario, results: dict[str, Measured]) -> list[str]:
+    direct = results[DIRECT.name].streams
+    expected = [
+        statistics.fmean(column)
+        for column in zip(*(offsets(s) for s in direct if s.completed), strict=False)
+    ]
+    ttft_a = pct([s.arrivals[0] - s.sent for s in direct if s.arrivals], 50)
+    rows = []
+    for name, measured in results.items():
+        done = [s for s in measured.streams if s.completed and len(s.arrivals) == scenario.tokens]
+        ttft = pct([s.arrivals[0] - s.sent for s in measured.streams if s.arrivals], 50)
+        delays = [
+            offset - expected[i]
+            for s in done
+            for i, offset in enumerate(offsets(s))
+            if i < len(expected)
+        ]
+        gaps = [b - a for s in done for a, b in zip(s.arrivals, s.arrivals[1:], strict=False)]
+        chunks = sum(len(s.arrivals) for s in measured.streams)
+        cpu = measured.cpu_s / chunks * 1e6 if chunks else float("nan")
+        rss = measured.rss_growth / scenario.streams / 1024
+        added = "" if name == DIRECT.name else f" (+{(ttft - ttft_a) * 1e3:.1f})"
+        rows.append(
+            f"| {scenario.name} | {name} | {ttft * 1e3:.1f}{added} | "
+            f"{pct(delays, 50) * 1e3:.2f} / {pct(delays, 99) * 1e3:.2f} | "
+            f"{pct(gaps, 99) * 1e3:.1f} | {cpu:.0f} | {rss:.1f} | "
+            f"{len(done)}/{len(measured.streams)} |"
+        )
+    return rows
+
+
+async def run_scenario(scenario: Scenario, database_url: str) -> list[str]:
+    fake_port, relay_port, app_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{fake_port}/v1"
+    rate = "none" if scenario.rate is None else str(scenario.rate)
+    fake = spawn(["-m", "bench.generation", "fake", str(fake_port), rate, str(scenario.tokens)])
+    relay = spawn(["-m", "bench.generation", "relay", str(relay_port), upstream])
+    app = spawn(
+        [
+            "-m",
+            "uvicorn",
+            "--factory",
+            "storytool.main:create_app",
+            "--port",
+            str(app_port),
+            "--log-level",
+            "warning",
+        ],
+        env={
+            "STORYTOOL_LLM_PROVIDER": "openai",
+            "STORYTOOL_OPENAI_BASE_URL": upstream,
+            "STORYTOOL_OPENAI_API_KEY": "bench",
+            "STORYTOOL_FINE_TUNED_MODEL": DRAFT_MODEL,
+            "STORYTOOL_REFINE_MODEL": REFINE_MODEL,
+            "STORYTOOL_DATABASE_URL": database_url,
+            "STORYTOOL_MAX_RUNNING_TOTAL": "10000",
+            "STORYTOOL_MAX_RUNNING_PER_USER": "10000",
+            "STORYTOOL_EMBEDDER": "hashing",
+        },
+    )
+    servers = [fake, relay, app]
+    try:
+        for port, process in ((fake_port, fake), (relay_port, relay), (app_port, app)):
+            wait_listening(port, process)
+        results: dict[str, Measured] = {}
+        for target, port, pid in (
+            (DIRECT, fake_port, fake.pid),
+            (RELAY, relay_port, relay.pid),
+            (STORYTOOL, app_port, app.pid),
+        ):
+            await measure(port, pid, target, Scenario("warm-up", 2, None, 3))
+            results[target.name] = await measure(port, pid, target, scenario)
+        return report(scenario, results)
+    finally:
+        for process in servers:
+            process.terminate()
+        for process in servers:
+            process.wait(timeout=30)
+
+
+async def main_async(quick: bool) -> None:
+    scenarios = [
+        Scenario("1 stream", 1, None, 50, rounds=3 if quick else 20),
+        Scenario("10 streams", 10, None, 50, rounds=2 if quick else 5),
+        Scenario("100 x 50/s", 100, 50.0, 50 if quick else 150),
+        Scenario("1000 x 10/s", 200 if quick else 1000, 10.0, 20 if quick else 50),
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+        await upgrade(url)
+        print(
+            "| scenario | target | ttft p50 ms (added) | delay p50 / p99 ms | gap p99 ms "
+            "| cpu µs/chunk | rss KB/stream | complete |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for scenario in scenarios:
+            for row in await run_scenario(scenario, url):
+                print(row, flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "fake":
+        port, rate, tokens = sys.argv[2:5]
+        serve_fake(int(port), None if rate == "none" else float(rate), int(tokens))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "relay":
+        serve_relay(int(sys.argv[2]), sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description="Streaming overhead, side by side.")
+    parser.add_argument("--quick", action="store_true", help="Fewer rounds and streams.")
+    asyncio.run(main_async(parser.parse_args().quick))
+
+
+if __name__ == "__main__":
+    main()
