@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -97,7 +98,8 @@ class _Progress:
     refining: bool = False
     usage: Counter[str] = field(default_factory=Counter)
     flushed_at: float = field(default_factory=time.monotonic)
-    flush: asyncio.Task[None] | None = None
+    writes: asyncio.Task[None] | None = None
+    """The last write scheduled behind the stream; each waits for the one before it."""
 
     @property
     def partial_story(self) -> str:
@@ -159,7 +161,7 @@ class Pipeline:
         async with _closing(self._provider.draft(request)) as stream:
             await self._consume(stream, progress, progress.draft)
         base_story = "".join(progress.draft)
-        await self._save(job, base_story=base_story)
+        self._write_behind(job, progress, partial(self._save, job, base_story=base_story))
         await self._stage(job, "draft", "done")
 
         await self._stage(job, "refine", "started")
@@ -171,18 +173,14 @@ class Pipeline:
 
         async def on_started(response_id: str) -> None:
             run.response_id = response_id
-            async with self._sessionmaker.begin() as session:
-                await ConversationRepository(session).save_upstream(
-                    conversation_id=job.conversation_id, response_id=response_id, sequence=0
-                )
+            self._write_behind(job, progress, partial(self._save_upstream, job, response_id))
 
         async with _closing(self._provider.refine(request, base_story)) as stream:
             await self._consume(
                 stream, progress, progress.story, on_text=on_text, on_started=on_started
             )
         story = "".join(progress.story)
-        await self._await_flush(progress)
-        await self._save(job, story=story)
+        self._write_behind(job, progress, partial(self._save, job, story=story))
         await self._stage(job, "refine", "done")
 
         await self._stage(job, "title", "started")
@@ -263,25 +261,45 @@ class Pipeline:
                 conversation_id=job.conversation_id, **values
             )
 
+    async def _save_upstream(self, job: Job, response_id: str) -> None:
+        async with self._sessionmaker.begin() as session:
+            await ConversationRepository(session).save_upstream(
+                conversation_id=job.conversation_id, response_id=response_id, sequence=0
+            )
+
+    def _write_behind(
+        self, job: Job, progress: _Progress, write: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Runs ``write`` after the writes scheduled before it, without holding up the stream:
+        the first delta does not wait for the draft's commit, nor a delta for a flush. The end
+        of the story waits for them all (:meth:`_writes_done`) and saves everything again."""
+        previous = progress.writes
+
+        async def in_order() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await write()
+            except Exception:
+                logger.exception("a write behind generation %s failed", job.conversation_id)
+
+        progress.writes = asyncio.create_task(in_order())
+
     def _maybe_flush(self, job: Job, progress: _Progress) -> None:
-        """Saves the story so far in the background, at most once per interval and one at a time,
-        so the stream never waits on the database."""
+        """Saves the story so far about once per interval, and never while a write is pending."""
         now = time.monotonic()
         if now - progress.flushed_at < FLUSH_INTERVAL_S:
             return
-        if progress.flush is not None and not progress.flush.done():
+        if progress.writes is not None and not progress.writes.done():
             return
         progress.flushed_at = now
-        progress.flush = asyncio.create_task(self._save(job, story="".join(progress.story)))
+        self._write_behind(job, progress, partial(self._save, job, story="".join(progress.story)))
 
-    async def _await_flush(self, progress: _Progress) -> None:
-        """The last background flush lands before the final save, never after it."""
-        if progress.flush is None:
-            return
-        try:
-            await asyncio.shield(progress.flush)
-        except Exception:
-            logger.exception("a partial-story flush failed; the final save follows")
+    @staticmethod
+    async def _writes_done(progress: _Progress) -> None:
+        """Shielded: a cancel that ends the story must not cut its pending writes short."""
+        if progress.writes is not None:
+            await asyncio.shield(progress.writes)
 
     async def _end_early(
         self,
@@ -325,7 +343,7 @@ class Pipeline:
     ) -> None:
         """Saves what was written, then sets the final status if nothing else has, then sends the
         terminal event that matches the status which holds."""
-        await self._await_flush(progress)
+        await self._writes_done(progress)
         values: dict[str, Any] = {"base_story": "".join(progress.draft)}
         if progress.refining:
             values["story"] = "".join(progress.story)
