@@ -12,7 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from limits import parse_many
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "STORYTOOL_"
@@ -46,6 +47,16 @@ DEFAULT_SYSTEM_PROMPT = (
     "'각설', '차설', '화설' 같은 전환어와 '-하더라', '-이로다', '-하노라' 같은 옛 어미를 살려, "
     "사용자가 준 줄거리와 태그를 따라 한 편의 이야기를 한국어로 씁니다."
 )
+
+
+def _rate_limit(value: str) -> str:
+    """Refuses a limit the ``limits`` library cannot read, at start-up rather than per request."""
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit like '120/minute': {value!r}") from exc
+    return value
+
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -220,6 +231,13 @@ class Settings(BaseSettings):
     )
     analysis_concurrency: PositiveInt = Field(
         default=4, description="Chunk analysis calls one request runs at once."
+    )
+    rate_limit: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        default="120/minute",
+        description=(
+            "Requests one user may make, as a moving window: '120/minute', '10/second;500/hour'. "
+            "Past it: 429 with Retry-After. Counted in memory, or on redis_url when set."
+        ),
     )
 
     # --- several replicas ----------------------------------------------------------------------

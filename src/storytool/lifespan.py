@@ -20,6 +20,7 @@ from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.generation.service import StoryService, build_story_service
 from storytool.llm import LLMProvider, build_provider
 from storytool.metrics import Metrics
+from storytool.ratelimit import RateLimiter, build_rate_limiter
 from storytool.search.service import SearchService, build_search_service
 
 logger = logging.getLogger("storytool")
@@ -34,6 +35,7 @@ class State(TypedDict):
     stories: StoryService
     search: SearchService
     metrics: Metrics
+    rate_limiter: RateLimiter
 
 
 def build_lifespan(
@@ -63,6 +65,7 @@ def build_lifespan(
                 stories=stories,
                 search=search,
                 metrics=metrics,
+                rate_limiter=build_rate_limiter(settings),
             )
         finally:
             await stories.aclose()

@@ -15,6 +15,7 @@ from storytool.api.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from storytool.api.responses import COMMON_ERRORS
 from storytool.config import Settings
 from storytool.evaluations import router as evaluations_router
 from storytool.generation import router as generation_router
@@ -51,10 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(playground.router)
-    app.include_router(generation_router.router)
-    app.include_router(analysis_router.router)
-    app.include_router(search_router.router)
-    app.include_router(threads_router.router)
-    app.include_router(threads_export.router)
-    app.include_router(evaluations_router.router)
+    for api_router in (
+        generation_router.router,
+        analysis_router.router,
+        search_router.router,
+        threads_router.router,
+        threads_export.router,
+        evaluations_router.router,
+    ):
+        app.include_router(api_router, responses=COMMON_ERRORS)
     return app

@@ -44,14 +44,17 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_user_id(
+async def get_user_id(
     state: StateDep,
     x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> str:
-    """The caller's user id; every query a route makes filters by it."""
+    """The caller's user id; every query a route makes filters by it. Each call counts against
+    the user's request rate (429 past it), so every route that knows its user is limited."""
     authenticator: Authenticator = state["authenticator"]
-    return authenticator.user_id(user_header=x_user_id, authorization=authorization)
+    user_id = authenticator.user_id(user_header=x_user_id, authorization=authorization)
+    await state["rate_limiter"].hit(user_id)
+    return user_id
 
 
 UserDep = Annotated[str, Depends(get_user_id)]

@@ -1,0 +1,37 @@
+"""The error answer as an OpenAPI model, and the errors every API route can give.
+
+Routes document their own domain errors (404, 409, ...); the ones below come from the layers every
+route shares (body parsing, the body-size limit, authentication, the per-user rate limit), so
+:func:`storytool.main.create_app` documents them once per router. Schemathesis holds the server
+to these documents (``tests/fuzz``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """``{"error": {"code", "message", "field"?}}``, as :mod:`storytool.api.errors` renders it."""
+
+    error: ErrorDetail
+
+
+def error_response(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error_response("The body is not valid JSON (or not UTF-8)"),
+    401: error_response("No valid credentials (auth_mode header or jwt)"),
+    413: error_response("The body is larger than max_body_bytes"),
+    429: error_response("Too many requests from this user (rate_limit); see Retry-After"),
+}
