@@ -16,6 +16,7 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from storytool.config import Settings, describe_settings_error
 from storytool.db import migrations
+from storytool.logging import logging_config
 from storytool.search.builder import CorpusError, build_index
 from storytool.search.embedders import EmbeddingError, build_embedder
 from storytool.search.index import Manifest
@@ -25,8 +26,6 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 index_app = typer.Typer(help="Search indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 def load_settings() -> Settings:
@@ -54,19 +53,13 @@ def serve(
     url = _prepare_database(settings)
     if settings.is_sqlite:
         asyncio.run(migrations.upgrade(url))
-    log_config = uvicorn.config.LOGGING_CONFIG | {
-        "filters": {"request_id": {"()": "storytool.api.middleware.RequestIdLogFilter"}},
-    }
-    log_config["formatters"]["default"]["fmt"] = LOG_FORMAT
-    log_config["handlers"]["default"]["filters"] = ["request_id"]
-    log_config["loggers"]["storytool"] = {"handlers": ["default"], "level": "INFO"}
     uvicorn.run(
         "storytool.main:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_config=log_config,
+        log_config=logging_config(),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
 import re
 import time
@@ -11,14 +10,11 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from storytool.logging import request_id_var
 from storytool.metrics import Metrics
 
 REQUEST_ID_HEADER = "x-request-id"
 _ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
 
 
 class RequestIdMiddleware:
@@ -45,14 +41,6 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
-
-
-class RequestIdLogFilter:
-    """Adds ``request_id`` to every log record (``-`` outside a request)."""
-
-    def filter(self, record: object) -> bool:
-        record.request_id = request_id_var.get() or "-"  # type: ignore[attr-defined]
-        return True
 
 
 class MetricsMiddleware:
