@@ -17,9 +17,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -e '.[dev]'
 	@touch $@
 
-## run: install, migrate the embedded SQLite database and serve on 127.0.0.1:8000
-run: $(VENV)/.installed
+## run: install, build the demo search index if missing, migrate the embedded SQLite database and serve on 127.0.0.1:8000
+run: $(VENV)/.installed indexes/demo.faiss
 	$(BIN)/storytool serve --host 127.0.0.1 --port 8000
+
+# The demo search index, built on first start (about a minute: the local embedder runs on the CPU).
+indexes/demo.faiss: | $(VENV)/.installed
+	$(BIN)/storytool index build indexes/demo.corpus.jsonl --name demo
 
 ## test: install the dev tools, then ruff, mypy and pytest
 test: lint typecheck pytest

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
 
-from storytool.config import EmbedderKind, Settings
+from storytool.config import EmbedderKind, LLMProvider, Settings
+from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.main import create_app
 from storytool.search.index import Manifest
+from storytool.search.service import build_search_service
+from tests.fakes.openai_server import FakeOpenAI
 from tests.search.conftest import SAMPLE_CORPUS, build, open_client
 
 
@@ -164,3 +169,75 @@ class TestHotSwap:
         assert after.json()["passages"][0]["work"] == "호동기담"
         assert statuses
         assert set(statuses) == {200}
+
+
+class TestNearestTexts:
+    async def test_the_story_generator_gets_the_texts_nearest_its_prompt(
+        self, search_settings: Settings
+    ):
+        await build(search_settings)
+        service = build_search_service(search_settings)
+        await service.start()
+        engine = create_engine(search_settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                texts = await service.nearest_texts(session, "나무꾼과 호랑이 형님", k=2)
+                blank = await service.nearest_texts(session, "  ")
+        finally:
+            await service.aclose()
+            await engine.dispose()
+        assert len(texts) == 2
+        assert texts[0].startswith("화설 깊은 산골에 늙은 나무꾼이")
+        assert blank == []
+
+    async def test_without_an_index_a_story_gets_no_passages_rather_than_an_error(
+        self, search_settings: Settings
+    ):
+        service = build_search_service(search_settings)
+        await service.start()
+        engine = create_engine(search_settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                assert await service.nearest_texts(session, "호랑이") == []
+        finally:
+            await service.aclose()
+            await engine.dispose()
+
+
+class TestModelRecommendations:
+    @pytest.fixture
+    def openai_settings(self, search_settings: Settings, fake_openai: FakeOpenAI) -> Settings:
+        return search_settings.model_copy(
+            update={
+                "llm_provider": LLMProvider.OPENAI,
+                "openai_base_url": fake_openai.base_url,
+                "openai_api_key": SecretStr("test"),
+                "mini_model": "mini-test",
+            }
+        )
+
+    async def test_come_from_the_mini_model_given_the_query_and_passages(
+        self, openai_settings: Settings, fake_openai: FakeOpenAI
+    ):
+        await build(openai_settings)
+        answer = {"recommendations": ["나무꾼이 호랑이의 보은을 받는 장면으로 잇는다"]}
+        fake_openai.behaviour.structured_answers.append(json.dumps(answer, ensure_ascii=False))
+        async for client in open_client(openai_settings):
+            response = await client.post("/api/search", json={"query": "호랑이의 보은"})
+        assert response.json()["recommendations"] == answer["recommendations"]
+        sent = fake_openai.received("/v1/responses")[-1].body
+        assert sent["model"] == "mini-test"
+        assert "호랑이의 보은" in json.dumps(sent, ensure_ascii=False)
+        assert "호동기담" in json.dumps(sent, ensure_ascii=False)
+
+    async def test_fall_back_to_the_passages_when_the_model_fails(
+        self, openai_settings: Settings, fake_openai: FakeOpenAI
+    ):
+        await build(openai_settings)
+        fake_openai.behaviour.fail_next(500, times=10, path="/v1/responses")
+        impatient = openai_settings.model_copy(update={"upstream_retry_budget": 0})
+        async for client in open_client(impatient):
+            response = await client.post("/api/search", json={"query": "호랑이의 보은"})
+        assert response.status_code == 200
+        assert response.json()["passages"][0]["work"] == "호동기담"
+        assert "호동기담" in response.json()["recommendations"][0]
