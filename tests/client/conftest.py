@@ -45,15 +45,21 @@ async def bob(server: ServerThread) -> AsyncIterator[StorytoolClient]:
 class CuttingProxy:
     """Forwards loopback connections to ``port``. Connection number *i* is cut (both sockets
     closed at once, mid-stream) after ``cuts[i]`` SSE events went through it; later
-    connections pass untouched, or are refused outright once ``refuse`` is set."""
+    connections pass untouched, or are refused outright once ``refuse`` is set. With
+    ``stall_s``, a cut connection first goes silent that long, open but forwarding nothing (a
+    half-open socket, as behind a proxy that lost its peer)."""
 
-    def __init__(self, port: int, *, cuts: list[int], refuse: bool = False) -> None:
+    def __init__(
+        self, port: int, *, cuts: list[int], refuse: bool = False, stall_s: float = 0.0
+    ) -> None:
         self._port = port
         self._cuts = list(cuts)
         self.refuse = refuse
+        self._stall_s = stall_s
         self.connections = 0
         self.cut = 0
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -67,9 +73,16 @@ class CuttingProxy:
     async def __aexit__(self, *_exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        for handler in self._handlers:  # a stalled connection would linger past the test
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
         number = self.connections
         self.connections += 1
         cut_after = self._cuts[number] if number < len(self._cuts) else None
@@ -96,4 +109,5 @@ class CuttingProxy:
                 events += data.count(b"event: ")
                 if cut_after is not None and events >= cut_after:
                     self.cut += 1
+                    await asyncio.sleep(self._stall_s)
                     return

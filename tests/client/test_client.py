@@ -3,6 +3,7 @@ real connection drops."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -187,6 +188,22 @@ class TestDroppedStreams:
         async with StorytoolClient(server.url, user_id="alice") as direct:
             thread = await direct.detail(events[0].thread_id)
         assert thread.conversations[0].story == story_of(events)
+
+    async def test_a_silent_connection_is_given_up_and_resumed(self, server: ServerThread):
+        async with (
+            CuttingProxy(server.port, cuts=[6], stall_s=10.0) as proxy,
+            StorytoolClient(
+                proxy.url, user_id="alice", stream_read_timeout=1.0, reconnect_backoff=0.01
+            ) as client,
+        ):
+            started = time.monotonic()
+            events = await collect(client.generate(PROMPT, length="short"))
+            elapsed = time.monotonic() - started
+
+        assert proxy.connections == 2
+        assert elapsed < 5.0  # the read timeout, not the stall's end, ended the first connection
+        assert [event.id for event in events] == list(range(1, len(events) + 1))
+        assert isinstance(events[-1], DoneEvent)
 
     async def test_it_gives_up_after_bounded_reconnects_and_resume_continues_later(
         self, server: ServerThread
