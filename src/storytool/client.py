@@ -16,7 +16,8 @@ typed exceptions below, carrying the server's ``code``, ``message`` and ``field`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -148,7 +149,9 @@ class StorytoolClient:
     ) -> AsyncIterator[StoryEvent]:
         """Writes a story: ``meta`` first (the thread and conversation ids), then stages,
         deltas, title, recommendations, and one terminal event (done, cancelled or error), after
-        which the iterator ends. A refused request raises before the first event."""
+        which the iterator ends. A refused request raises before the first event; a stream
+        that cannot be resumed raises StreamLost (or NotFound once the server no longer keeps
+        the story's events)."""
         options: dict[str, Any] = {"length": length}
         if temperature is not None:
             options["temperature"] = temperature
@@ -281,19 +284,23 @@ class StorytoolClient:
                     timeout=self._stream_timeout,
                 )
             try:
-                async for event in self._read(request, position):
-                    failures = 0
-                    yield event
-                    if is_terminal(event):
-                        return
+                # aclosing: a caller who stops iterating closes the connection now, not at GC.
+                async with aclosing(self._read(request, position)) as events:
+                    async for event in events:
+                        failures = 0
+                        yield event
+                        if is_terminal(event):
+                            return
             except _DROPS:
                 pass
-            except ServerError:
+            except (ServerError, ServiceUnavailable):
                 if position.conversation_id is None:
-                    raise
+                    raise  # the story was refused, or never started: nothing to resume
             failures += 1
 
-    async def _read(self, request: httpx.Request, position: _Position) -> AsyncIterator[StoryEvent]:
+    async def _read(
+        self, request: httpx.Request, position: _Position
+    ) -> AsyncGenerator[StoryEvent, None]:
         """The new events of one connection, advancing ``position``; ends when the connection
         does (cleanly or not)."""
         request.headers["Accept"] = "text/event-stream"
