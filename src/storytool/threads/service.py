@@ -2,8 +2,8 @@
 
 Every read filters by the caller's user id, so another user's thread answers exactly like a
 missing one (404). Reads cost a constant number of queries whatever the page or thread size:
-the list is one keyset query plus one windowed query over the page's conversations; the detail
-is the thread plus one joined query over its conversations.
+the list is one keyset query with correlated subqueries for each thread's figures; the detail is
+the thread plus one joined query over its conversations.
 """
 
 from __future__ import annotations
@@ -58,28 +58,25 @@ class ThreadService:
     async def history(self, *, user_id: str, limit: int, cursor: str | None) -> HistoryPage:
         after = None if cursor is None else self._cursors.load(cursor, user_id=user_id)
         async with self._sessionmaker() as session:
-            threads = ThreadRepository(session)
             # One row past the page says whether another page follows.
-            rows = await threads.page(user_id=user_id, limit=limit + 1, after=after)
-            page = rows[:limit]
-            activity = await threads.activity(thread_ids=[thread.id for thread in page])
-        items = []
-        for thread in page:
-            summary = activity.get(thread.id)
-            items.append(
-                ThreadSummary(
-                    id=thread.id,
-                    title=thread.title,
-                    last_status=summary.last_status if summary else None,
-                    conversation_count=summary.conversation_count if summary else 0,
-                    preview=summary.preview if summary else None,
-                    created_at=thread.created_at,
-                    updated_at=thread.updated_at,
-                )
+            rows = await ThreadRepository(session).summaries(
+                user_id=user_id, limit=limit + 1, after=after
             )
+        items = [
+            ThreadSummary(
+                id=thread.id,
+                title=thread.title,
+                last_status=last_status,
+                conversation_count=total,
+                preview=preview,
+                created_at=thread.created_at,
+                updated_at=thread.updated_at,
+            )
+            for thread, total, last_status, preview in rows[:limit]
+        ]
         next_cursor = None
         if len(rows) > limit:
-            last = page[-1]
+            last = rows[limit - 1][0]
             next_cursor = self._cursors.dump((last.updated_at, last.id), user_id=user_id)
         return HistoryPage(items=items, next_cursor=next_cursor)
 
