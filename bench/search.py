@@ -1,35 +1,38 @@
 """FAISS search benchmark: flat vs HNSW on low-rank synthetic embeddings.
 
-    .venv/bin/python bench/search.py                 # 100k and 1M at 384-d, 100k at 1536-d
-    .venv/bin/python bench/search.py --sizes 100000  # quicker
+    .venv/bin/python bench/search.py                       # 100k, 1M at 384-d; 100k at 1536-d
+    .venv/bin/python bench/search.py --sizes 100000:384    # quicker
 
-For each (count, dimension, index type): build time, index memory, single-query latency p50/p99
-(one query at a time in one thread with one OpenMP thread, as the service's pool runs them),
-recall@10 against the exact (flat) answer, and the event loop's lag p99 while 8 searches run
-continuously in the service's 2-thread pool.
+For each (count, dimension, index type): build time; memory (the index file's size, which is what
+it holds in RAM once loaded); single-query latency p50/p99 (one query at a time in one thread
+with one OpenMP thread, as the service's pool runs them); recall@10 against the exact (flat)
+answer; and the event loop's lag p99 (lateness waking from 1 ms sleeps) while 8 searches run
+continuously in the service's pool, of 1 and of 2 threads: on 2 cores, two busy search threads
+leave the event loop's thread waiting for a core.
 
 The vectors are low-rank and clustered (1000 topics in a random 64-d subspace, plus noise, unit
-length), like real embeddings.
-i.i.d. random vectors are far apart from everything, so HNSW's graph has no neighbourhoods to
-walk and its recall collapses; they would measure nothing useful. Everything runs in-process on
-loopback-free memory; nothing is downloaded.
+length), like real embeddings. i.i.d. random vectors are far apart from everything, so HNSW's
+graph has no neighbourhoods to walk and its recall collapses; they would measure nothing useful.
+Everything runs in-process; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import os
 import statistics
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
 from storytool.config import IndexType, Settings
-from storytool.search.index import HNSWParams, VectorIndex
+from storytool.search.index import HNSWParams, VectorIndex, index_paths
 from storytool.search.service import create_executor
 
 Floats = npt.NDArray[np.float32]
@@ -56,9 +59,11 @@ def low_rank(count: int, dimension: int, *, rank: int = 64, seed: int = 0) -> Fl
     return out
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096 / 2**20
+def size_mb(index: VectorIndex) -> float:
+    """The index file's size: what the index holds in memory once loaded (vectors + graph)."""
+    with tempfile.TemporaryDirectory() as folder:
+        index.save(Path(folder))
+        return index_paths(Path(folder), index.manifest.name)[0].stat().st_size / 2**20
 
 
 def latencies(index: VectorIndex, queries: Floats) -> tuple[float, float]:
@@ -102,15 +107,15 @@ async def loop_lag_p99(index: VectorIndex, queries: Floats, executor: ThreadPool
     return statistics.quantiles(lags, n=100)[98]
 
 
-def run(count: int, dimension: int, hnsw: HNSWParams, executor: ThreadPoolExecutor) -> list[str]:
+def run(
+    count: int, dimension: int, hnsw: HNSWParams, pools: dict[int, ThreadPoolExecutor]
+) -> list[str]:
     data = low_rank(count + QUERIES, dimension)  # held-out queries from the same distribution
     vectors, queries = data[:count], data[count:]
     ids = np.arange(count, dtype=np.int64)
     rows = []
     exact: npt.NDArray[np.int64] | None = None
     for index_type in (IndexType.FLAT, IndexType.HNSW):
-        gc.collect()
-        before = rss_mb()
         faiss.omp_set_num_threads(2)  # building may use both cores; searching uses one
         started = time.perf_counter()
         index = VectorIndex.build(
@@ -122,15 +127,17 @@ def run(count: int, dimension: int, hnsw: HNSWParams, executor: ThreadPoolExecut
             hnsw=hnsw,
         )
         build_s = time.perf_counter() - started
-        memory = rss_mb() - before
+        memory = size_mb(index)
         if exact is None:
             exact = index.search(queries, 10)[1]
         recall = recall_at_10(index, exact, queries)
         p50, p99 = latencies(index, queries)
-        lag = asyncio.run(loop_lag_p99(index, queries, executor))
+        lags = [asyncio.run(loop_lag_p99(index, queries, pool)) for pool in pools.values()]
         rows.append(
             f"| {count:,} | {dimension} | {index_type.value} | {build_s:.1f} | {memory:.0f} "
-            f"| {p50:.2f} | {p99:.2f} | {recall:.3f} | {lag:.2f} |"
+            f"| {p50:.2f} | {p99:.2f} | {recall:.3f} | "
+            + " | ".join(f"{lag:.2f}" for lag in lags)
+            + " |"
         )
         print(rows[-1], flush=True)
         del index
@@ -140,24 +147,29 @@ def run(count: int, dimension: int, hnsw: HNSWParams, executor: ThreadPoolExecut
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000:384,1000000:384,100000:1536")
-    parser.add_argument("--hnsw-m", type=int, default=32)
-    parser.add_argument("--ef-construction", type=int, default=80)
+    parser.add_argument("--hnsw-m", type=int, default=16)
+    parser.add_argument("--ef-construction", type=int, default=40)
     parser.add_argument("--ef-search", type=int, default=64)
+    parser.add_argument("--pool-threads", default="1,2", help="search pool sizes for the lag")
     args = parser.parse_args()
     hnsw = HNSWParams(m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search)
-    executor = create_executor(Settings(_env_file=None, search_threads=2))  # type: ignore[call-arg]
+    pools = {
+        threads: create_executor(Settings(_env_file=None, search_threads=threads))
+        for threads in (int(value) for value in args.pool_threads.split(","))
+    }
     print(
         f"HNSW M={hnsw.m} efConstruction={hnsw.ef_construction} efSearch={hnsw.ef_search}; "
-        f"{QUERIES} queries; lag: {SEARCHERS} searches in a 2-thread pool for {LAG_SECONDS:.0f} s"
+        f"{QUERIES} queries; lag: {SEARCHERS} searches running for {LAG_SECONDS:.0f} s; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
     )
-    print(
-        "| vectors | dim | index | build s | memory MB | p50 ms | p99 ms | recall@10 | lag p99 ms |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    lags = " | ".join(f"lag p99 ms, pool of {threads}" for threads in pools)
+    print(f"| vectors | dim | index | build s | memory MB | p50 ms | p99 ms | recall@10 | {lags} |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(pools))
     for size in args.sizes.split(","):
         count, dimension = (int(part) for part in size.split(":"))
-        run(count, dimension, hnsw, executor)
-    executor.shutdown()
+        run(count, dimension, hnsw, pools)
+    for pool in pools.values():
+        pool.shutdown()
 
 
 if __name__ == "__main__":

@@ -166,9 +166,12 @@ class HybridEmbedder(_ThreadedEmbedder):
         self.name = f"hybrid-{semantic_weight:.2f}-{self._e5.name}+{self._hashing.name}"
 
     def encode(self, texts: Sequence[str], *, purpose: Purpose) -> FloatArray:
-        semantic = self._e5.encode(texts, purpose=purpose) * math.sqrt(self._weight)
-        lexical = self._hashing.encode(texts) * math.sqrt(1.0 - self._weight)
-        return np.hstack([semantic, lexical]).astype(np.float32)
+        return self.combine(self._e5.encode(texts, purpose=purpose), self._hashing.encode(texts))
+
+    def combine(self, semantic: FloatArray, lexical: FloatArray) -> FloatArray:
+        """The hybrid rows of unit e5 and hashing rows of the same texts."""
+        weighted = [semantic * math.sqrt(self._weight), lexical * math.sqrt(1.0 - self._weight)]
+        return np.hstack(weighted).astype(np.float32)
 
     async def embed(self, texts: Sequence[str], *, purpose: Purpose) -> FloatArray:
         return await self._run(lambda: self.encode(texts, purpose=purpose))

@@ -92,7 +92,8 @@ class SearchService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self._embedder.aclose()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        # Waits for searches in flight, off the loop so other shutdown work goes on meanwhile.
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
     async def _watch(self) -> None:
         while True:
