@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         default=10, description="Connections opened past the pool under load."
     )
     db_echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    db_busy_timeout_s: PositiveFloat = Field(
+        default=30.0,
+        description="SQLite: seconds a writer waits for the write lock before failing (503).",
+    )
 
     # --- language models -----------------------------------------------------------------------
     llm_provider: LLMProvider | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -63,6 +64,24 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+DATABASE_RETRY_AFTER_S = 5
+"""What a client is told to wait when the database is down or every pooled connection is busy:
+long enough for a pool to drain or a database to fail over, short enough not to lose the user."""
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """No connection within the pool timeout, or the database refused or dropped one: the
+    server is overloaded or its database is away, which is a 503 to retry, not a bug."""
+    logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return JSONResponse(
+        error_body("database_unavailable", "the database is busy or unreachable; try again"),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
@@ -72,4 +91,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StorytoolError, _storytool_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_unavailable)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -1,9 +1,9 @@
 """The error answer as an OpenAPI model, and the errors every API route can give.
 
 Routes document their own domain errors (404, 409, ...); the ones below come from the layers every
-route shares (body parsing, the body-size limit, authentication, the per-user rate limit), so
-:func:`storytool.main.create_app` documents them once per router. Schemathesis holds the server
-to these documents (``tests/fuzz``).
+route shares (body parsing, the body-size limit, authentication, the per-user rate limit, the
+database), so :func:`storytool.main.create_app` documents them once per router. Schemathesis
+holds the server to these documents (``tests/fuzz``).
 """
 
 from __future__ import annotations
@@ -34,4 +34,5 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error_response("No valid credentials (auth_mode header or jwt)"),
     413: error_response("The body is larger than max_body_bytes"),
     429: error_response("Too many requests from this user (rate_limit); see Retry-After"),
+    503: error_response("The database is busy or unreachable; see Retry-After"),
 }

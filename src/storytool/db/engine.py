@@ -27,8 +27,15 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     url = url or settings.effective_database_url
     if url.startswith("sqlite"):
-        # A writer waits up to 30 s for SQLite's single write lock rather than failing at once.
-        engine = create_async_engine(url, echo=settings.db_echo, connect_args={"timeout": 30})
+        # A writer waits for SQLite's single write lock rather than failing at once. The pool is
+        # sized like any other backend's: SQLAlchemy's default (5 + 10) starves many streams.
+        engine = create_async_engine(
+            url,
+            echo=settings.db_echo,
+            connect_args={"timeout": settings.db_busy_timeout_s},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
     return create_async_engine(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -35,6 +36,8 @@ async def search(
     state: StateDep,
     session: SessionDep,
 ) -> SearchResponse:
+    started = time.perf_counter()
     hits = await service.search(session, query=body.query, top_k=body.top_k, work=body.filters.work)
+    state["metrics"].search_seconds.observe(time.perf_counter() - started)
     recommendations = await service.recommend(state["llm"], query=body.query, hits=hits)
     return SearchResponse(query=body.query, passages=hits, recommendations=recommendations)
