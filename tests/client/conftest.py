@@ -60,6 +60,7 @@ class CuttingProxy:
         self.cut = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -73,8 +74,7 @@ class CuttingProxy:
     async def __aexit__(self, *_exc: object) -> None:
         assert self._server is not None
         self._server.close()
-        for handler in self._handlers:  # a stalled connection would linger past the test
-            handler.cancel()
+        self._closing.set()  # ends the stalls: no connection lingers past the test
         await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
 
@@ -90,13 +90,18 @@ class CuttingProxy:
             writer.transport.abort()
             return
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._port)
-        upward = asyncio.create_task(self._pipe(reader, upstream_writer, None))
-        try:
-            await self._pipe(upstream_reader, writer, cut_after)
-        finally:
-            upward.cancel()
-            writer.transport.abort()
-            upstream_writer.transport.abort()
+        pipes = {
+            asyncio.create_task(self._pipe(reader, upstream_writer, None)),
+            asyncio.create_task(self._pipe(upstream_reader, writer, cut_after)),
+        }
+        # Either side hanging up ends the connection: a client that left must not wait for the
+        # server's keep-alive timeout.
+        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        for pipe in pipes:
+            pipe.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        writer.transport.abort()
+        upstream_writer.transport.abort()
 
     async def _pipe(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, cut_after: int | None
@@ -109,5 +114,6 @@ class CuttingProxy:
                 events += data.count(b"event: ")
                 if cut_after is not None and events >= cut_after:
                     self.cut += 1
-                    await asyncio.sleep(self._stall_s)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), self._stall_s)
                     return

@@ -191,17 +191,18 @@ class TestDroppedStreams:
 
     async def test_a_silent_connection_is_given_up_and_resumed(self, server: ServerThread):
         async with (
-            CuttingProxy(server.port, cuts=[6], stall_s=10.0) as proxy,
+            CuttingProxy(server.port, cuts=[6], stall_s=30.0) as proxy,
             StorytoolClient(
-                proxy.url, user_id="alice", stream_read_timeout=1.0, reconnect_backoff=0.01
+                proxy.url, user_id="alice", stream_read_timeout=2.0, reconnect_backoff=0.01
             ) as client,
         ):
             started = time.monotonic()
             events = await collect(client.generate(PROMPT, length="short"))
             elapsed = time.monotonic() - started
 
-        assert proxy.connections == 2
-        assert elapsed < 5.0  # the read timeout, not the stall's end, ended the first connection
+        assert proxy.cut == 1
+        assert proxy.connections >= 2
+        assert elapsed < 15.0  # the read timeout, not the stall's end, ended the first connection
         assert [event.id for event in events] == list(range(1, len(events) + 1))
         assert isinstance(events[-1], DoneEvent)
 
