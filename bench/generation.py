@@ -307,6 +307,7 @@ async def run_scenario(scenario: Scenario, database_url: str) -> list[str]:
             "STORYTOOL_MAX_RUNNING_TOTAL": "10000",
             "STORYTOOL_MAX_RUNNING_PER_USER": "10000",
             "STORYTOOL_EMBEDDER": "hashing",
+            "STORYTOOL_RATE_LIMIT": "1000000/minute",
         },
     )
     servers = [fake, relay, app]

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,6 +40,7 @@ from storytool.generation.schemas import (
 from storytool.llm.base import (
     LLMProvider,
     ProviderError,
+    StoryExtras,
     StoryRequest,
     StreamEvent,
     StreamFinished,
@@ -97,9 +97,12 @@ class _Progress:
     story: list[str] = field(default_factory=list)
     refining: bool = False
     usage: Counter[str] = field(default_factory=Counter)
+    extras: StoryExtras | None = None
     flushed_at: float = field(default_factory=time.monotonic)
-    writes: asyncio.Task[None] | None = None
-    """The last write scheduled behind the stream; each waits for the one before it."""
+    pending: dict[str, Any] = field(default_factory=dict)
+    """Data columns waiting to be written behind the stream; a newer value replaces an older."""
+    pending_upstream: str | None = None
+    writer: asyncio.Task[None] | None = None
 
     @property
     def partial_story(self) -> str:
@@ -161,7 +164,7 @@ class Pipeline:
         async with _closing(self._provider.draft(request)) as stream:
             await self._consume(stream, progress, progress.draft)
         base_story = "".join(progress.draft)
-        self._write_behind(job, progress, partial(self._save, job, base_story=base_story))
+        self._write_behind(job, progress, base_story=base_story)
         await self._stage(job, "draft", "done")
 
         await self._stage(job, "refine", "started")
@@ -173,32 +176,19 @@ class Pipeline:
 
         async def on_started(response_id: str) -> None:
             run.response_id = response_id
-            self._write_behind(job, progress, partial(self._save_upstream, job, response_id))
+            self._write_behind(job, progress, upstream=response_id)
 
         async with _closing(self._provider.refine(request, base_story)) as stream:
             await self._consume(
                 stream, progress, progress.story, on_text=on_text, on_started=on_started
             )
         story = "".join(progress.story)
-        self._write_behind(job, progress, partial(self._save, job, story=story))
+        self._write_behind(job, progress, story=story)
         await self._stage(job, "refine", "done")
 
         await self._stage(job, "title", "started")
         await self._stage(job, "recommend", "started")
-        extras = await self._provider.extras(request, story)
-        async with self._sessionmaker.begin() as session:
-            await ConversationRepository(session).save_data(
-                conversation_id=job.conversation_id,
-                title=extras.title,
-                recommendations=extras.recommendations,
-            )
-            await ThreadRepository(session).touch(thread_id=job.thread_id, title=extras.title)
-        await self._events.append(job.conversation_id, Title(title=extras.title))
-        await self._stage(job, "title", "done")
-        await self._events.append(
-            job.conversation_id, Recommendations(items=extras.recommendations)
-        )
-        await self._stage(job, "recommend", "done")
+        progress.extras = await self._provider.extras(request, story)
 
         run.ending = True
         usage = dict(progress.usage)
@@ -255,51 +245,49 @@ class Pipeline:
     async def _stage(self, job: Job, name: StageName, status: StageStatus) -> None:
         await self._events.append(job.conversation_id, Stage(name=name, status=status))
 
-    async def _save(self, job: Job, **values: Any) -> None:
-        async with self._sessionmaker.begin() as session:
-            await ConversationRepository(session).save_data(
-                conversation_id=job.conversation_id, **values
-            )
-
-    async def _save_upstream(self, job: Job, response_id: str) -> None:
-        async with self._sessionmaker.begin() as session:
-            await ConversationRepository(session).save_upstream(
-                conversation_id=job.conversation_id, response_id=response_id, sequence=0
-            )
-
     def _write_behind(
-        self, job: Job, progress: _Progress, write: Callable[[], Awaitable[None]]
+        self, job: Job, progress: _Progress, *, upstream: str | None = None, **values: Any
     ) -> None:
-        """Runs ``write`` after the writes scheduled before it, without holding up the stream:
-        the first delta does not wait for the draft's commit, nor a delta for a flush. The end
-        of the story waits for them all (:meth:`_writes_done`) and saves everything again."""
-        previous = progress.writes
+        """Stores values without holding up the stream: the first delta does not wait for the
+        draft's commit, nor a delta for a flush. Values that arrive while a write is under way
+        go together in the next one, so a slow database sees fewer, larger writes. The end of
+        the story waits for them (:meth:`_writes_done`) and saves everything once more."""
+        progress.pending.update(values)
+        if upstream is not None:
+            progress.pending_upstream = upstream
+        if progress.writer is None or progress.writer.done():
+            progress.writer = asyncio.create_task(self._drain(job, progress))
 
-        async def in_order() -> None:
-            if previous is not None:
-                await asyncio.wait([previous])
+    async def _drain(self, job: Job, progress: _Progress) -> None:
+        while progress.pending or progress.pending_upstream:
+            values, progress.pending = progress.pending, {}
+            upstream, progress.pending_upstream = progress.pending_upstream, None
             try:
-                await write()
+                async with self._sessionmaker.begin() as session:
+                    conversations = ConversationRepository(session)
+                    if values:
+                        await conversations.save_data(conversation_id=job.conversation_id, **values)
+                    if upstream is not None:
+                        await conversations.save_upstream(
+                            conversation_id=job.conversation_id, response_id=upstream, sequence=0
+                        )
             except Exception:
                 logger.exception("a write behind generation %s failed", job.conversation_id)
 
-        progress.writes = asyncio.create_task(in_order())
-
     def _maybe_flush(self, job: Job, progress: _Progress) -> None:
-        """Saves the story so far about once per interval, and never while a write is pending."""
+        """Saves the story so far about once per interval; behind a slow write, the next one
+        carries it."""
         now = time.monotonic()
         if now - progress.flushed_at < FLUSH_INTERVAL_S:
             return
-        if progress.writes is not None and not progress.writes.done():
-            return
         progress.flushed_at = now
-        self._write_behind(job, progress, partial(self._save, job, story="".join(progress.story)))
+        self._write_behind(job, progress, story="".join(progress.story))
 
     @staticmethod
     async def _writes_done(progress: _Progress) -> None:
         """Shielded: a cancel that ends the story must not cut its pending writes short."""
-        if progress.writes is not None:
-            await asyncio.shield(progress.writes)
+        if progress.writer is not None:
+            await asyncio.shield(progress.writer)
 
     async def _end_early(
         self,
@@ -341,8 +329,9 @@ class Pipeline:
         terminal: EventPayload,
         progress: _Progress,
     ) -> None:
-        """Saves what was written, then sets the final status if nothing else has, then sends the
-        terminal event that matches the status which holds."""
+        """Saves what was written and sets the final status if nothing else has, in one
+        transaction with the title and recommendations of a completed story, then sends the
+        events that match the status which holds."""
         await self._writes_done(progress)
         values: dict[str, Any] = {"base_story": "".join(progress.draft)}
         if progress.refining:
@@ -358,6 +347,15 @@ class Pipeline:
                     error=error,
                     usage=usage,
                 )
+                if won and progress.extras is not None:
+                    await conversations.save_data(
+                        conversation_id=job.conversation_id,
+                        title=progress.extras.title,
+                        recommendations=progress.extras.recommendations,
+                    )
+                    await ThreadRepository(session).touch(
+                        thread_id=job.thread_id, title=progress.extras.title
+                    )
                 if not won:
                     ended = await conversations.get(
                         user_id=job.user_id, conversation_id=job.conversation_id
@@ -367,6 +365,13 @@ class Pipeline:
             logger.exception("could not save the end of generation %s", job.conversation_id)
             if not isinstance(terminal, Error):
                 terminal = Error(code="internal_error", message="the story could not be saved")
+        if isinstance(terminal, Done) and progress.extras is not None:
+            await self._events.append(job.conversation_id, Title(title=progress.extras.title))
+            await self._stage(job, "title", "done")
+            await self._events.append(
+                job.conversation_id, Recommendations(items=progress.extras.recommendations)
+            )
+            await self._stage(job, "recommend", "done")
         await self._events.append(job.conversation_id, terminal)
 
     def _terminal_for(
