@@ -18,6 +18,7 @@ from storytool.client import (
     NotFound,
     RateLimited,
     RecommendationsEvent,
+    ServerError,
     StageEvent,
     StoryEvent,
     StorytoolClient,
@@ -241,6 +242,20 @@ class TestDroppedStreams:
                 await collect(client.generate(PROMPT))
         assert raised.value.conversation_id is None
         assert proxy.connections == 1
+
+
+async def test_a_proxys_html_error_page_is_a_server_error_with_its_text():
+    async def bad_gateway(_scope, _receive, send) -> None:
+        await send({"type": "http.response.start", "status": 502, "headers": []})
+        await send({"type": "http.response.body", "body": b"<h1>502 Bad Gateway</h1>"})
+
+    with ServerThread(bad_gateway, lifespan="off") as gateway:
+        async with StorytoolClient(gateway.url) as client:
+            with pytest.raises(ServerError) as raised:
+                await client.history_page()
+    assert raised.value.status_code == 502
+    assert raised.value.code == "http_error"
+    assert raised.value.message == "<h1>502 Bad Gateway</h1>"
 
 
 async def test_unknown_conversation_resume_is_not_found(alice: StorytoolClient):
