@@ -11,10 +11,12 @@ ended by the server closing the connection; a stream counts as complete when it 
 deltas and a ``done`` event, and afterwards every conversation must be ``completed`` in the
 database with the full story stored (none lost).
 
-Reported: streams complete/lost, wall time, time to headers and to the last event (p50/p99),
-the server's RSS before, at peak and after (``/proc``), RSS per open stream, and the server's CPU
-seconds (total and per stream). The soak keeps ``--soak-concurrency`` streams running, each
-replaced as it ends, and samples RSS every ``--sample-seconds``. Everything stops by itself.
+A refusal (429/503) is waited out as its Retry-After asks and tried again, as a client should.
+Reported: streams complete/lost, refusals, the most streams open at once, wall time, time to
+headers and to the last event (p50/p99), the server's RSS before, at peak and after (``/proc``),
+RSS per stream, and the server's CPU seconds (total and per stream). The soak keeps
+``--soak-concurrency`` streams running, each replaced as it ends, and samples RSS every
+``--sample-seconds``. Everything stops by itself.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import re
 import statistics
 import sys
 import tempfile
@@ -64,6 +68,7 @@ class StreamResult:
     conversation_id: str | None
     headers_s: float
     total_s: float
+    refusals: int
 
     @property
     def complete(self) -> bool:
@@ -75,24 +80,51 @@ class StreamResult:
         )
 
 
-async def one_stream(port: int, user: str) -> StreamResult:
-    """POST /api/generate over HTTP/1.0 and read the event stream to the server's close."""
+class OpenStreams:
+    """Streams between their headers and their end, and the most seen at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def opened(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def closed(self) -> None:
+        self.now -= 1
+
+
+async def one_stream(port: int, user: str, open_streams: OpenStreams) -> StreamResult:
+    """POST /api/generate over HTTP/1.0 and read the event stream to the server's close; a
+    refusal (429/503) is waited out as its Retry-After says, then tried again, as a client
+    should."""
     body = json.dumps({"user_input": PROMPT, "tags": ["모험"]}).encode()
     request = (
         f"POST /api/generate HTTP/1.0\r\nHost: 127.0.0.1\r\nX-User-Id: {user}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        headers_s = time.perf_counter() - started
-        payload = await reader.read()
-    finally:
-        writer.close()
-    status = int(head.split(b" ", 2)[1])
+    refusals = 0
+    while True:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            headers_s = time.perf_counter() - started
+            status = int(head.split(b" ", 2)[1])
+            if status in (429, 503):
+                refusals += 1
+                wait = re.search(rb"(?i)\r\nretry-after: *(\d+)", head)
+                await asyncio.sleep(int(wait.group(1)) if wait else 1 + random.random())
+                continue
+            open_streams.opened()
+            payload = await reader.read()
+            open_streams.closed()
+            break
+        finally:
+            writer.close()
     events: Counter[str] = Counter()
     story: list[str] = []
     conversation_id = None
@@ -109,8 +141,9 @@ async def one_stream(port: int, user: str) -> StreamResult:
             story.append(data["text"])
         elif name == "meta":
             conversation_id = data["conversation_id"]
+    total_s = time.perf_counter() - started
     return StreamResult(
-        status, events, "".join(story), conversation_id, headers_s, time.perf_counter() - started
+        status, events, "".join(story), conversation_id, headers_s, total_s, refusals
     )
 
 
@@ -154,9 +187,11 @@ async def burst(port: int, pid: int, url: str, streams: int, users: int) -> None
     samples: list[tuple[float, int]] = []
     rss_before, cpu_before = rss_bytes(pid), cpu_seconds(pid)
     sampler = asyncio.create_task(sample_rss(pid, 0.2, samples))
+    open_streams = OpenStreams()
     started = time.perf_counter()
     outcomes = await asyncio.gather(
-        *(one_stream(port, f"user-{i % users}") for i in range(streams)), return_exceptions=True
+        *(one_stream(port, f"user-{i % users}", open_streams) for i in range(streams)),
+        return_exceptions=True,
     )
     wall = time.perf_counter() - started
     sampler.cancel()
@@ -167,9 +202,11 @@ async def burst(port: int, pid: int, url: str, streams: int, users: int) -> None
     complete = [r for r in results if r.complete]
     completed_rows, stored = await stored_stories(url, results)
     peak = max(rss for _t, rss in samples)
-    print(f"streams            {streams} at once ({users} users)")
+    refused = sum(r.refusals for r in results)
+    print(f"streams            {streams} started at once ({users} users)")
+    print(f"open at once       {open_streams.peak} at the peak")
     print(f"complete           {len(complete)}  lost {streams - len(complete)}  {dict(failures)}")
-    print(f"statuses           {dict(Counter(r.status for r in results))}")
+    print(f"refusals           {refused} answers 429/503, waited out and tried again")
     print(f"stored completed   {completed_rows}; story stored == story streamed: {stored}")
     print(f"wall time          {wall:.1f} s")
     headers = [r.headers_s for r in results]
@@ -198,19 +235,20 @@ async def soak(port: int, pid: int, minutes: float, concurrency: int, every_s: f
     async def worker(index: int) -> None:
         while time.monotonic() < deadline:
             try:
-                result = await one_stream(port, f"user-{index}")
+                result = await one_stream(port, f"user-{index}", open_streams)
                 outcomes["complete" if result.complete else f"incomplete {result.status}"] += 1
             except OSError as exc:
                 outcomes[type(exc).__name__] += 1
 
     samples: list[tuple[float, int]] = []
+    open_streams = OpenStreams()
     cpu_before = cpu_seconds(pid)
     sampler = asyncio.create_task(sample_rss(pid, every_s, samples))
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     sampler.cancel()
     cpu = cpu_seconds(pid) - cpu_before
     print(f"soak               {minutes} min, {concurrency} streams at once, replaced as they end")
-    print(f"streams            {dict(outcomes)}")
+    print(f"streams            {dict(outcomes)}; open at once at the peak: {open_streams.peak}")
     print(f"server CPU         {cpu:.1f} s ({cpu / (minutes * 60) * 100:.0f}% of one core)")
     print("RSS samples (s, MiB):")
     for at, rss in samples:
@@ -231,6 +269,7 @@ def main() -> None:
     parser.add_argument("--story-tokens", type=int, default=60, help="Refine tokens per story.")
     parser.add_argument("--tokens-per-second", type=float, default=20.0, help="Upstream pace.")
     parser.add_argument("--database-url", help="Default: SQLite in a temporary folder.")
+    parser.add_argument("--db-pool-size", type=int, default=50, help="Pool (and as much overflow).")
     parser.add_argument("--soak-minutes", type=float, help="Run the soak instead of the burst.")
     parser.add_argument("--soak-concurrency", type=int, default=200)
     parser.add_argument("--sample-seconds", type=float, default=10.0)
@@ -253,8 +292,8 @@ def main() -> None:
             "STORYTOOL_RATE_LIMIT": "100000/second",
             "STORYTOOL_MAX_RUNNING_TOTAL": str(streams),
             "STORYTOOL_MAX_RUNNING_PER_USER": str(streams),
-            "STORYTOOL_DB_POOL_SIZE": "20",
-            "STORYTOOL_DB_MAX_OVERFLOW": "20",
+            "STORYTOOL_DB_POOL_SIZE": str(args.db_pool_size),
+            "STORYTOOL_DB_MAX_OVERFLOW": str(args.db_pool_size),
         }
         fake = [
             sys.executable,
