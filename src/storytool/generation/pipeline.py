@@ -59,11 +59,25 @@ sees one write a second per stream instead of one per token."""
 UPSTREAM_CANCEL_TIMEOUT_S = 5.0
 """Stopping the upstream run is best effort; a slow upstream must not hold a finished task."""
 
+SAVE_RETRY_WINDOW_S = 300.0
+"""How long the end of a story waits for an absent database before it is given up (and left
+``in_progress`` for start-up recovery). Long enough to ride out a failover or a restart."""
+SAVE_RETRY_FIRST_WAIT_S = 0.2
+SAVE_RETRY_MAX_WAIT_S = 5.0
+
 _EARLY_END_STATUS = {
     StopReason.USER_CANCEL: ConversationStatus.CANCELLED,
     StopReason.CLIENT_GONE: ConversationStatus.CANCELLED,
     StopReason.SHUTDOWN: ConversationStatus.INTERRUPTED,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    status: ConversationStatus
+    stop_reason: StopReason | None
+    error: str | None
+    usage: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,40 +345,24 @@ class Pipeline:
     ) -> None:
         """Saves what was written and sets the final status if nothing else has, in one
         transaction with the title and recommendations of a completed story, then sends the
-        events that match the status which holds."""
+        events that match the status which holds. When the database is away, the stream ends
+        with an error at once and the save is retried until the database answers again."""
         await self._writes_done(progress)
-        values: dict[str, Any] = {"base_story": "".join(progress.draft)}
-        if progress.refining:
-            values["story"] = "".join(progress.story)
+        end = _End(status, stop_reason, error, usage)
         try:
-            async with self._sessionmaker.begin() as session:
-                conversations = ConversationRepository(session)
-                await conversations.save_data(conversation_id=job.conversation_id, **values)
-                won = await conversations.finish(
-                    conversation_id=job.conversation_id,
-                    status=status,
-                    stop_reason=stop_reason,
-                    error=error,
-                    usage=usage,
-                )
-                if won and progress.extras is not None:
-                    await conversations.save_data(
-                        conversation_id=job.conversation_id,
-                        title=progress.extras.title,
-                        recommendations=progress.extras.recommendations,
-                    )
-                    await ThreadRepository(session).touch(
-                        thread_id=job.thread_id, title=progress.extras.title
-                    )
-                if not won:
-                    ended = await conversations.get(
-                        user_id=job.user_id, conversation_id=job.conversation_id
-                    )
-                    terminal = self._terminal_for(job, progress, ended.status if ended else None)
+            lost_to = await self._save_end(job, progress, end)
         except Exception:
             logger.exception("could not save the end of generation %s", job.conversation_id)
+            message = "the story could not be saved now; it will be once the database answers"
             if not isinstance(terminal, Error):
-                terminal = Error(code="internal_error", message="the story could not be saved")
+                terminal = Error(code="database_unavailable", message=message)
+            await self._events.append(job.conversation_id, terminal)
+            if status is ConversationStatus.COMPLETED:  # the stream said error, so must the row
+                end = _End(ConversationStatus.FAILED, StopReason.CRASH, message, usage)
+            await self._save_when_back(job, progress, end)
+            return
+        if lost_to is not None:
+            terminal = self._terminal_for(job, progress, lost_to)
         if isinstance(terminal, Done) and progress.extras is not None:
             await self._events.append(job.conversation_id, Title(title=progress.extras.title))
             await self._stage(job, "title", "done")
@@ -374,8 +372,57 @@ class Pipeline:
             await self._stage(job, "recommend", "done")
         await self._events.append(job.conversation_id, terminal)
 
+    async def _save_end(
+        self, job: Job, progress: _Progress, end: _End
+    ) -> ConversationStatus | None:
+        """One transaction; the status another party set first when this end lost the race."""
+        values: dict[str, Any] = {"base_story": "".join(progress.draft)}
+        if progress.refining:
+            values["story"] = "".join(progress.story)
+        async with self._sessionmaker.begin() as session:
+            conversations = ConversationRepository(session)
+            await conversations.save_data(conversation_id=job.conversation_id, **values)
+            won = await conversations.finish(
+                conversation_id=job.conversation_id,
+                status=end.status,
+                stop_reason=end.stop_reason,
+                error=end.error,
+                usage=end.usage,
+            )
+            if not won:
+                ended = await conversations.get(
+                    user_id=job.user_id, conversation_id=job.conversation_id
+                )
+                return ended.status if ended is not None else ConversationStatus.INTERRUPTED
+            if end.status is ConversationStatus.COMPLETED and progress.extras is not None:
+                await conversations.save_data(
+                    conversation_id=job.conversation_id,
+                    title=progress.extras.title,
+                    recommendations=progress.extras.recommendations,
+                )
+                await ThreadRepository(session).touch(
+                    thread_id=job.thread_id, title=progress.extras.title
+                )
+        return None
+
+    async def _save_when_back(self, job: Job, progress: _Progress, end: _End) -> None:
+        delay = SAVE_RETRY_FIRST_WAIT_S
+        deadline = time.monotonic() + SAVE_RETRY_WINDOW_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                await self._save_end(job, progress, end)
+                return
+            except Exception:
+                delay = min(delay * 2, SAVE_RETRY_MAX_WAIT_S)
+        logger.error(
+            "gave up saving generation %s after %g s; start-up recovery will mark it",
+            job.conversation_id,
+            SAVE_RETRY_WINDOW_S,
+        )
+
     def _terminal_for(
-        self, job: Job, progress: _Progress, status: ConversationStatus | None
+        self, job: Job, progress: _Progress, status: ConversationStatus
     ) -> EventPayload:
         """The terminal event for a status another party set first (a cancel beat completion)."""
         if status is ConversationStatus.CANCELLED:
@@ -384,4 +431,4 @@ class Pipeline:
                 tags=job.request.tags,
                 partial_story=progress.partial_story,
             )
-        return Error(code=str(status or "gone"), message="the generation ended elsewhere")
+        return Error(code=str(status), message="the generation ended elsewhere")
