@@ -7,11 +7,13 @@ locally and fails under CI.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,3 +183,16 @@ def test_search_without_an_index_shows_the_servers_reason(browser: WebDriver, se
     browser.find_element(By.ID, "search").click()
     message = wait(browser, lambda: text_of(browser, "search-results"))
     assert "index build" in message
+
+
+def test_a_story_the_server_no_longer_streams_is_not_resumed(browser: WebDriver, server_url: str):
+    browser.get(f"{server_url}/")
+    gone = {"thread_id": str(uuid.uuid4()), "conversation_id": str(uuid.uuid4())}
+    browser.execute_script(
+        "localStorage.setItem('storytool.running', arguments[0])", json.dumps(gone)
+    )
+    browser.refresh()
+    wait(browser, lambda: state(browser) == "idle")
+    assert "no longer live" in text_of(browser, "status")
+    assert browser.execute_script("return localStorage.getItem('storytool.running')") is None
+    assert browser.find_element(By.ID, "generate").is_enabled()
