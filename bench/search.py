@@ -24,6 +24,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,6 +58,25 @@ def low_rank(count: int, dimension: int, *, rank: int = 64, seed: int = 0) -> Fl
         chunk += rng.standard_normal((stop - start, dimension), dtype=np.float32)
         out[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
+
+
+def variants(index: VectorIndex, ef_searches: list[int]) -> Iterator[tuple[str, VectorIndex]]:
+    """The built index, or for HNSW the same graph loaded back once per efSearch (a search-time
+    knob: one build serves them all)."""
+    if index.manifest.index_type != IndexType.HNSW.value:
+        yield index.manifest.index_type, index
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        index.save(Path(folder))
+        for ef in ef_searches:
+            loaded = VectorIndex.load(
+                Path(folder),
+                index.manifest.name,
+                embedder=index.manifest.embedder,
+                dimension=index.manifest.dimension,
+                hnsw=HNSWParams(ef_search=ef),
+            )
+            yield f"hnsw ef={ef}", loaded
 
 
 def size_mb(index: VectorIndex) -> float:
@@ -108,17 +128,20 @@ async def loop_lag_p99(index: VectorIndex, queries: Floats, executor: ThreadPool
 
 
 def run(
-    count: int, dimension: int, hnsw: HNSWParams, pools: dict[int, ThreadPoolExecutor]
-) -> list[str]:
+    count: int,
+    dimension: int,
+    hnsw: HNSWParams,
+    ef_searches: list[int],
+    pools: dict[int, ThreadPoolExecutor],
+) -> None:
     data = low_rank(count + QUERIES, dimension)  # held-out queries from the same distribution
     vectors, queries = data[:count], data[count:]
     ids = np.arange(count, dtype=np.int64)
-    rows = []
     exact: npt.NDArray[np.int64] | None = None
     for index_type in (IndexType.FLAT, IndexType.HNSW):
         faiss.omp_set_num_threads(2)  # building may use both cores; searching uses one
         started = time.perf_counter()
-        index = VectorIndex.build(
+        built = VectorIndex.build(
             name="bench",
             embedder="synthetic",
             vectors=vectors,
@@ -127,21 +150,21 @@ def run(
             hnsw=hnsw,
         )
         build_s = time.perf_counter() - started
-        memory = size_mb(index)
+        memory = size_mb(built)
         if exact is None:
-            exact = index.search(queries, 10)[1]
-        recall = recall_at_10(index, exact, queries)
-        p50, p99 = latencies(index, queries)
-        lags = [asyncio.run(loop_lag_p99(index, queries, pool)) for pool in pools.values()]
-        rows.append(
-            f"| {count:,} | {dimension} | {index_type.value} | {build_s:.1f} | {memory:.0f} "
-            f"| {p50:.2f} | {p99:.2f} | {recall:.3f} | "
-            + " | ".join(f"{lag:.2f}" for lag in lags)
-            + " |"
-        )
-        print(rows[-1], flush=True)
-        del index
-    return rows
+            exact = built.search(queries, 10)[1]
+        for label, index in variants(built, ef_searches):
+            recall = recall_at_10(index, exact, queries)
+            p50, p99 = latencies(index, queries)
+            lags = [asyncio.run(loop_lag_p99(index, queries, pool)) for pool in pools.values()]
+            print(
+                f"| {count:,} | {dimension} | {label} | {build_s:.1f} | {memory:.0f} "
+                f"| {p50:.2f} | {p99:.2f} | {recall:.3f} | "
+                + " | ".join(f"{lag:.2f}" for lag in lags)
+                + " |",
+                flush=True,
+            )
+        del built
 
 
 def main() -> None:
@@ -149,16 +172,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000:384,1000000:384,100000:1536")
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=40)
-    parser.add_argument("--ef-search", type=int, default=64)
+    parser.add_argument("--ef-search", default="64,128,256", help="HNSW efSearch values to try")
     parser.add_argument("--pool-threads", default="1,2", help="search pool sizes for the lag")
     args = parser.parse_args()
-    hnsw = HNSWParams(m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search)
+    hnsw = HNSWParams(m=args.hnsw_m, ef_construction=args.ef_construction)
+    ef_searches = [int(value) for value in args.ef_search.split(",")]
     pools = {
         threads: create_executor(Settings(_env_file=None, search_threads=threads))
         for threads in (int(value) for value in args.pool_threads.split(","))
     }
     print(
-        f"HNSW M={hnsw.m} efConstruction={hnsw.ef_construction} efSearch={hnsw.ef_search}; "
+        f"HNSW M={hnsw.m} efConstruction={hnsw.ef_construction}; "
         f"{QUERIES} queries; lag: {SEARCHERS} searches running for {LAG_SECONDS:.0f} s; "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
     )
@@ -167,7 +191,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|" + "---|" * len(pools))
     for size in args.sizes.split(","):
         count, dimension = (int(part) for part in size.split(":"))
-        run(count, dimension, hnsw, pools)
+        run(count, dimension, hnsw, ef_searches, pools)
     for pool in pools.values():
         pool.shutdown()
 

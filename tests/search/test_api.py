@@ -123,6 +123,18 @@ class TestNotReady:
         assert "not comparable" in message
         assert message in ready.json()["checks"]["search_index"]
 
+    async def test_a_damaged_index_file_is_reported_not_fatal(
+        self, search_settings: Settings, sample_index: Manifest
+    ):
+        faiss_path = search_settings.index_dir / f"{sample_index.name}.faiss"
+        faiss_path.write_bytes(faiss_path.read_bytes()[:100])
+        async for client in open_client(search_settings):
+            search = await client.post("/api/search", json={"query": "호랑이"})
+            ready = await client.get("/readyz")
+        assert search.status_code == 503
+        assert "cannot be used" in search.json()["error"]["message"]
+        assert ready.json()["status"] == "degraded"
+
     async def test_readyz_reports_the_loaded_index(self, client: httpx.AsyncClient):
         ready = await client.get("/readyz")
         assert ready.status_code == 200

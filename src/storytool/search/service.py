@@ -100,7 +100,10 @@ class SearchService:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._settings.index_reload_interval_s)
-            await self.reload()
+            try:
+                await self.reload()
+            except Exception:  # the watcher must outlive any one bad reload; the log says why
+                logger.exception("search index reload failed")
 
     def _signature(self) -> tuple[int, int] | None:
         _, manifest_path = index_paths(self._settings.index_dir, self._settings.index_name)
@@ -136,8 +139,10 @@ class SearchService:
             )
             self._loaded_signature = signature
             return False
-        except IndexMismatch as exc:
-            self._problem = str(exc)
+        except (IndexMismatch, OSError, RuntimeError, ValueError, TypeError) as exc:
+            # Refused or unreadable (faiss raises RuntimeError on a damaged file): the service
+            # stays up, keeps any index it had, and says why on /readyz and in its 503s.
+            self._problem = f"the search index {settings.index_name!r} cannot be used: {exc}"
             self._loaded_signature = signature
             logger.error("search index not loaded: %s", exc)
             return False
