@@ -251,6 +251,37 @@ class Settings(BaseSettings):
     shutdown_timeout_s: PositiveFloat = Field(
         default=10.0, description="Seconds running streams get to finish on SIGTERM."
     )
+    redis_prefix: str = Field(
+        default="storytool",
+        description="Prefix of every Redis key and channel, so deployments can share a Redis.",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="This replica's id in conversations.owner_instance; random when unset.",
+    )
+    instance_lease_s: PositiveFloat = Field(
+        default=15.0,
+        description=(
+            "A replica silent this long is taken for dead: its in-progress conversations "
+            "become interrupted."
+        ),
+    )
+    instance_heartbeat_s: PositiveFloat = Field(
+        default=3.0,
+        description="How often a replica renews its lease and looks for dead replicas' stories.",
+    )
+    cancel_wait_s: PositiveFloat = Field(
+        default=10.0,
+        description="How long a cancel waits for the owning task to save its text, at most.",
+    )
+    cancel_ack_timeout_s: PositiveFloat = Field(
+        default=0.5,
+        description="A cancel sent to another replica and not acknowledged in this time is resent.",
+    )
+    event_stream_maxlen: PositiveInt = Field(
+        default=100_000, description="Events a conversation's Redis Stream keeps (about)."
+    )
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:

@@ -56,6 +56,7 @@ def build_lifespan(
         sessionmaker = create_sessionmaker(engine)
         stories = build_story_service(settings, llm, sessionmaker)
         try:
+            await stories.open()
             yield State(
                 settings=settings,
                 engine=engine,

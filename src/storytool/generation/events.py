@@ -23,16 +23,21 @@ The protocol, in order (payloads are JSON objects, see :mod:`storytool.generatio
 A comment line (``: ping``) every 15 s keeps idle connections open; it has no id.
 
 :class:`EventLog` is the seam for several replicas: :class:`MemoryEventLog` serves one process;
-a Redis Stream per conversation (``XADD`` with the id as the entry's field, ``XREAD BLOCK`` to
-follow, ``EXPIRE`` after the terminal event) gives every replica the same answers.
+:class:`RedisEventLog`, a Redis Stream per conversation (the event id is the entry id, ``XREAD
+BLOCK`` to follow, ``EXPIRE`` after the terminal event), gives every replica the same answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from storytool.generation.schemas import Cancelled, Done, Error, EventPayload
 
@@ -62,6 +67,15 @@ class EventLog(Protocol):
         ...
 
     async def knows(self, conversation_id: str) -> bool: ...
+
+    async def last(self, conversation_id: str) -> LoggedEvent | None:
+        """The latest event, or None when the log is unknown or dropped."""
+        ...
+
+    async def end(self, conversation_id: str, payload: EventPayload) -> None:
+        """Appends a terminal event for a conversation whose writer is gone (its replica died),
+        so its readers stop waiting; nothing when the log already ended or is unknown."""
+        ...
 
     def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
         """The events with ids above ``after``, then new ones as they come, until the terminal
@@ -107,6 +121,15 @@ class MemoryEventLog:
     async def knows(self, conversation_id: str) -> bool:
         return conversation_id in self._streams
 
+    async def last(self, conversation_id: str) -> LoggedEvent | None:
+        stream = self._streams.get(conversation_id)
+        return stream.events[-1] if stream is not None and stream.events else None
+
+    async def end(self, conversation_id: str, payload: EventPayload) -> None:
+        last = await self.last(conversation_id)
+        if last is not None and not last.terminal:
+            await self.append(conversation_id, payload)
+
     async def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
         stream = self._streams.get(conversation_id)
         if stream is None:
@@ -140,3 +163,117 @@ class MemoryEventLog:
     def _drop(self, conversation_id: str) -> None:
         self._finished.pop(conversation_id, None)
         self._streams.pop(conversation_id, None)
+
+
+class RedisEventLog:
+    """Every replica's logs: one Redis Stream per conversation, whose entry ids are the events'
+    own ids (``7-0`` for event 7), so ``Last-Event-ID`` maps straight onto a stream position.
+
+    Only the owning task appends, so this process counts its conversations' ids itself. A stream
+    is capped at about ``maxlen`` entries and expires ``running_ttl_s`` after its first event
+    (the longest a generation may run), or ``retention_s`` after its terminal event: a replica
+    that dies mid-story leaves nothing behind for long.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        retention_s: float,
+        running_ttl_s: float,
+        maxlen: int,
+        block_s: float = 5.0,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._retention_ms = max(1, int(retention_s * 1000))
+        self._running_ttl_ms = max(1, int(running_ttl_s * 1000))
+        self._maxlen = maxlen
+        self._block_ms = int(block_s * 1000)
+        self._next: dict[str, int] = {}
+
+    def _key(self, conversation_id: str) -> str:
+        return f"{self._prefix}:events:{conversation_id}"
+
+    async def open(self, conversation_id: str) -> None:
+        self._next[conversation_id] = 1
+        await self._redis.delete(self._key(conversation_id))
+
+    async def append(self, conversation_id: str, payload: EventPayload) -> int:
+        event_id = self._next[conversation_id]
+        self._next[conversation_id] = event_id + 1
+        logged = LoggedEvent(id=event_id, event=payload.event, data=payload.model_dump_json())
+        key = self._key(conversation_id)
+        fields = _fields(logged)
+        entry = f"{event_id}-0"
+        if event_id > 1 and not logged.terminal:  # the hot path: one round trip per delta
+            await self._redis.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
+            return event_id
+        expiry = self._retention_ms if logged.terminal else self._running_ttl_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
+            pipe.pexpire(key, expiry)
+            await pipe.execute()
+        if logged.terminal:
+            del self._next[conversation_id]
+        return event_id
+
+    async def knows(self, conversation_id: str) -> bool:
+        return bool(await self._redis.exists(self._key(conversation_id)))
+
+    async def last(self, conversation_id: str) -> LoggedEvent | None:
+        entries = _parse(await self._redis.xrevrange(self._key(conversation_id), count=1))
+        return entries[0] if entries else None
+
+    async def end(self, conversation_id: str, payload: EventPayload) -> None:
+        last = await self.last(conversation_id)
+        if last is None or last.terminal:
+            return
+        key = self._key(conversation_id)
+        logged = LoggedEvent(id=last.id + 1, event=payload.event, data=payload.model_dump_json())
+        # ResponseError: its writer was alive after all and wrote that id first; it ends the log.
+        with contextlib.suppress(ResponseError):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(key, _fields(logged), id=f"{logged.id}-0")
+                pipe.pexpire(key, self._retention_ms)
+                await pipe.execute()
+
+    async def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
+        key = self._key(conversation_id)
+        position = max(after, 0)
+        for logged in _parse(await self._redis.xrange(key, min=f"{position + 1}-0")):
+            position = logged.id
+            yield logged
+            if logged.terminal:
+                return
+        while True:
+            answer = await self._redis.xread(
+                {key: f"{position}-0"}, count=500, block=self._block_ms
+            )
+            if not answer:
+                if not await self._redis.exists(key):
+                    return  # expired, or its replica died before the end
+                continue
+            for logged in _parse(cast("list[list[Any]]", answer)[0][1]):
+                position = logged.id
+                yield logged
+                if logged.terminal:
+                    return
+
+    async def aclose(self) -> None:
+        self._next.clear()
+
+
+def _fields(logged: LoggedEvent) -> dict[FieldT, EncodableT]:
+    return {"event": logged.event, "data": logged.data}
+
+
+def _parse(entries: Any) -> list[LoggedEvent]:
+    """Stream entries as the client decodes them (RESP2, ``decode_responses``):
+    ``[(id, {field: value}), ...]``."""
+    typed = cast("list[tuple[str, dict[str, str]]]", entries or [])
+    return [
+        LoggedEvent(id=int(entry_id.partition("-")[0]), event=fields["event"], data=fields["data"])
+        for entry_id, fields in typed
+    ]

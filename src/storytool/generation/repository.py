@@ -124,6 +124,41 @@ class ConversationRepository:
             .values(upstream_response_id=response_id, upstream_sequence=sequence)
         )
 
+    async def running_owners(self) -> set[str]:
+        """The replicas that own an in-progress conversation."""
+        result = await self.session.execute(
+            select(Conversation.owner_instance)
+            .where(
+                Conversation.status == ConversationStatus.IN_PROGRESS,
+                Conversation.owner_instance.is_not(None),
+            )
+            .distinct()
+        )
+        return {owner for owner in result.scalars() if owner is not None}
+
+    async def interrupt_owned_by(self, owners: set[str]) -> list[str]:
+        """Ends the in-progress conversations of replicas that are gone as ``interrupted``
+        (stop_reason crash); their data, flushed while they streamed, stays. Their ids."""
+        if not owners:
+            return []
+        found = await self.session.execute(
+            select(Conversation.id).where(
+                Conversation.status == ConversationStatus.IN_PROGRESS,
+                Conversation.owner_instance.in_(owners),
+            )
+        )
+        ids = list(found.scalars())
+        ended = []
+        for conversation_id in ids:
+            if await self.finish(
+                conversation_id=conversation_id,
+                status=ConversationStatus.INTERRUPTED,
+                stop_reason=StopReason.CRASH,
+                error="the replica running this story stopped",
+            ):
+                ended.append(conversation_id)
+        return ended
+
     async def finish(
         self,
         *,

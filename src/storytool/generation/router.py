@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
@@ -9,6 +10,7 @@ from sse_starlette import EventSourceResponse
 
 from storytool.api.deps import StateDep, UserDep
 from storytool.api.sse import event_stream
+from storytool.generation.events import LoggedEvent
 from storytool.generation.schemas import CancelRequest, CancelResponse, GenerateRequest
 from storytool.generation.service import StoryService
 
@@ -20,6 +22,17 @@ def get_story_service(state: StateDep) -> StoryService:
 
 
 StoryServiceDep = Annotated[StoryService, Depends(get_story_service)]
+
+
+def _stream(
+    stories: StoryService, events: AsyncGenerator[LoggedEvent, None]
+) -> EventSourceResponse:
+    """On SIGTERM the service ends its stories at once; each stream gets the shutdown timeout to
+    send the terminal event before the server cuts it."""
+    return event_stream(
+        events, shutdown=stories.shutdown, shutdown_grace_s=stories.shutdown_timeout_s
+    )
+
 
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {
@@ -46,7 +59,7 @@ async def generate(
     """Writes a story and streams it. The thread (when none is given) and the conversation are
     stored before the first byte; the story is written on even if the client leaves."""
     started = await stories.start(user_id=user_id, request=body)
-    return event_stream(stories.stream(started.conversation_id))
+    return _stream(stories, stories.stream(started.conversation_id))
 
 
 @router.get(
@@ -62,7 +75,7 @@ async def resume_events(
     events = await stories.resume(
         user_id=user_id, conversation_id=conversation_id, last_event_id=last_event_id
     )
-    return event_stream(events)
+    return _stream(stories, events)
 
 
 @router.post(

@@ -4,34 +4,45 @@ Built once in the lifespan and stored on the app state as ``stories``. Its datab
 inside the service rather than at the request's edge: the conversation must exist before the first
 byte of a stream that outlives its request, and a cancel must be durable before the task is
 stopped.
+
+With ``redis_url`` set, it is one of several replicas: events go to Redis Streams (any replica
+serves a resume), each conversation records the replica that runs it (``owner_instance``), and a
+cancel that lands elsewhere reaches the owner over Redis (:mod:`storytool.generation.replicas`).
+Every replica periodically ends the stories of replicas whose lease has expired as
+``interrupted``. Without Redis, one process does everything, and recovers at start-up only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+import anyio
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
 from storytool.errors import Conflict, InvalidInput, NotFound
-from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog
+from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog, RedisEventLog
 from storytool.generation.pipeline import Job, Pipeline
+from storytool.generation.replicas import Replicas
 from storytool.generation.repository import ConversationRepository
 from storytool.generation.runs import Run, RunRegistry
-from storytool.generation.schemas import CancelResponse, GenerateRequest, Meta
+from storytool.generation.schemas import CancelResponse, Error, GenerateRequest, Meta
 from storytool.llm.base import LLMProvider, StoryRequest, Turn
 from storytool.models import ConversationStatus, StopReason
 from storytool.threads.repository import ThreadRepository
 
+logger = logging.getLogger("storytool.generation")
+
 HISTORY_TURNS = 6
 """Earlier turns sent as context: enough for a story to continue its thread, few enough that the
 refine prompt stays well inside the model's window and its price stays flat as a thread grows."""
-
-CANCEL_WAIT_S = 10.0
-"""How long a cancel waits for the task to save its text before answering from what is stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +60,55 @@ class StoryService:
         settings: Settings,
         events: EventLog,
         runs: RunRegistry,
+        instance_id: str,
+        redis: Redis | None = None,
     ) -> None:
         self._provider = provider
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._events = events
         self._runs = runs
+        self.instance_id = instance_id
+        self._redis = redis
+        self._replicas = (
+            None
+            if redis is None
+            else Replicas(
+                redis,
+                prefix=settings.redis_prefix,
+                instance_id=instance_id,
+                lease_s=settings.instance_lease_s,
+                ack_timeout_s=settings.cancel_ack_timeout_s,
+                on_cancel=self._stop_local,
+            )
+        )
+        self._keeper: asyncio.Task[None] | None = None
+        self.shutdown = anyio.Event()
+        """Set by the event streams when the server begins to stop (SIGTERM): the stories in
+        flight end at once, so each stream can still send its terminal event before it closes."""
+        self._drainer: asyncio.Task[None] | None = None
+        self.shutdown_timeout_s = settings.shutdown_timeout_s
         self._followers: Counter[str] = Counter()
         self._pipeline = Pipeline(
             provider=provider, sessionmaker=sessionmaker, events=events, settings=settings
         )
+
+    async def open(self) -> None:
+        """Joins the replicas (lease, cancel inbox) before the first request, and ends the
+        stories that replicas now gone left in progress."""
+        self._drainer = asyncio.create_task(self._drain_on_shutdown(), name="stories-drain")
+        if self._replicas is None:
+            logger.info(
+                "no redis_url: this one process runs, cancels and replays every generation "
+                "(instance %s)",
+                self.instance_id,
+            )
+            await self._recover()
+            return
+        await self._replicas.start()
+        logger.info("replica %s: cancels and event streams shared through Redis", self.instance_id)
+        await self._recover()
+        self._keeper = asyncio.create_task(self._keep(), name="replica-lease")
 
     async def start(self, *, user_id: str, request: GenerateRequest) -> Started:
         """Validates, stores the thread and conversation in one transaction, and starts the task.
@@ -88,6 +138,7 @@ class StoryService:
                     thread_id=request.thread_id,
                     user_input=request.user_input,
                     tags=request.tags,
+                    owner_instance=self.instance_id,
                     models=dict(self._provider.models),
                 )
                 if conversation is None:  # the thread was deleted a moment ago
@@ -163,8 +214,10 @@ class StoryService:
         Twice gives the same answer; a conversation that ended otherwise is a 409."""
         async with self._sessionmaker.begin() as session:
             conversations = ConversationRepository(session)
-            if await conversations.get(user_id=user_id, conversation_id=conversation_id) is None:
+            found = await conversations.get(user_id=user_id, conversation_id=conversation_id)
+            if found is None:
                 raise NotFound("no such conversation", field="conversation_id")
+            owner, before = found.owner_instance, found.status
             await conversations.finish(
                 conversation_id=conversation_id,
                 status=ConversationStatus.CANCELLED,
@@ -174,6 +227,8 @@ class StoryService:
         if run is not None:
             run.stop(StopReason.USER_CANCEL)
             await self._wait(run)
+        elif before in (ConversationStatus.IN_PROGRESS, ConversationStatus.CANCELLED):
+            await self._stop_remote(conversation_id, owner)
         async with self._sessionmaker() as session:
             conversations = ConversationRepository(session)
             conversation = await conversations.get(user_id=user_id, conversation_id=conversation_id)
@@ -205,19 +260,100 @@ class StoryService:
 
     async def aclose(self) -> None:
         """At shutdown: running generations end ``interrupted``, their text saved, within the
-        shutdown timeout."""
+        shutdown timeout; then this replica leaves (its lease given up)."""
+        for task in (self._keeper, self._drainer):
+            if task is not None:
+                task.cancel()
+        await self._stop_all()
+        if self._replicas is not None:
+            await self._replicas.aclose()
+        await self._events.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _drain_on_shutdown(self) -> None:
+        await self.shutdown.wait()
+        await self._stop_all()
+
+    async def _stop_all(self) -> None:
         runs = self._runs.running()
         for run in runs:
             run.stop(StopReason.SHUTDOWN)
         tasks = [run.task for run in runs if run.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=self._settings.shutdown_timeout_s)
-        await self._events.aclose()
 
-    @staticmethod
-    async def _wait(run: Run) -> None:
+    def _stop_local(self, conversation_id: str) -> None:
+        """A cancel another replica received for a story this one runs."""
+        run = self._runs.get(conversation_id)
+        if run is not None:
+            run.stop(StopReason.USER_CANCEL)
+
+    async def _stop_remote(self, conversation_id: str, owner: str | None) -> None:
+        """Has the owning replica stop the task, and waits (bounded) for its terminal event:
+        the answer then reports the text the owner saved."""
+        if self._replicas is None or owner is None or owner == self.instance_id:
+            return
+        if await self._replicas.dead([owner]):
+            return  # nobody runs it any more; recovery ends it
+        ended = asyncio.ensure_future(self._terminal(conversation_id))
+        try:
+            async with asyncio.timeout(self._settings.cancel_wait_s):
+                await self._replicas.stop_remote(conversation_id, owner, ended)
+        except TimeoutError:
+            logger.warning(
+                "replica %s did not stop %s within %g s; answering from what is stored",
+                owner,
+                conversation_id,
+                self._settings.cancel_wait_s,
+            )
+        finally:
+            ended.cancel()
+
+    async def _terminal(self, conversation_id: str) -> None:
+        """Returns once the conversation's log holds its terminal event (or is gone)."""
+        last = await self._events.last(conversation_id)
+        if last is None or last.terminal:
+            return
+        async for event in self._events.follow(conversation_id, after=last.id):
+            if event.terminal:
+                return
+
+    async def _keep(self) -> None:
+        """Renews the lease and ends the stories of replicas that lost theirs."""
+        assert self._replicas is not None
+        while True:
+            await asyncio.sleep(self._settings.instance_heartbeat_s)
+            try:
+                await self._replicas.renew()
+                await self._recover()
+            except Exception:  # Redis or the database away: try again at the next beat
+                logger.warning("replica heartbeat failed", exc_info=True)
+
+    async def _recover(self) -> None:
+        async with self._sessionmaker.begin() as session:
+            conversations = ConversationRepository(session)
+            owners = await conversations.running_owners()
+            if self._replicas is None:
+                gone = owners - {self.instance_id}
+            else:
+                gone = await self._replicas.dead(owners)
+            ended = await conversations.interrupt_owned_by(gone)
+        for conversation_id in ended:
+            await self._events.end(
+                conversation_id,
+                Error(code="interrupted", message="the replica running this story stopped"),
+            )
+        if ended:
+            logger.warning(
+                "%d generation(s) of stopped replicas %s marked interrupted",
+                len(ended),
+                ", ".join(sorted(gone)),
+            )
+
+    async def _wait(self, run: Run) -> None:
         if run.task is not None:
-            await asyncio.wait([run.task], timeout=CANCEL_WAIT_S)
+            await asyncio.wait([run.task], timeout=self._settings.cancel_wait_s)
 
 
 def build_story_service(
@@ -225,13 +361,29 @@ def build_story_service(
     provider: LLMProvider,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> StoryService:
-    """The one-process service: events in memory, runs in this process."""
+    """Events in memory for one process, or in Redis Streams shared by replicas."""
+    instance_id = settings.instance_id or f"{socket.gethostname()[:40]}-{uuid.uuid4().hex[:12]}"
+    redis = None
+    events: EventLog
+    if settings.redis_url:
+        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        events = RedisEventLog(
+            redis,
+            prefix=settings.redis_prefix,
+            retention_s=settings.event_retention_s,
+            running_ttl_s=settings.max_generation_seconds + settings.event_retention_s,
+            maxlen=settings.event_stream_maxlen,
+        )
+    else:
+        events = MemoryEventLog(retention_s=settings.event_retention_s)
     return StoryService(
         provider=provider,
         sessionmaker=sessionmaker,
         settings=settings,
-        events=MemoryEventLog(retention_s=settings.event_retention_s),
+        events=events,
         runs=RunRegistry(
             max_total=settings.max_running_total, max_per_user=settings.max_running_per_user
         ),
+        instance_id=instance_id,
+        redis=redis,
     )
