@@ -28,7 +28,7 @@ from storytool.client import (
 )
 from storytool.config import Settings
 from storytool.main import create_app
-from tests.client.conftest import CuttingProxy
+from tests.fakes.cutting_proxy import CuttingProxy
 from tests.fakes.server_thread import ServerThread
 
 PROMPT = "한 선비가 과거 길에 올라 산적을 만나니"

@@ -25,6 +25,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.fakes.cutting_proxy import ProxyThread
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -183,6 +185,18 @@ def test_search_without_an_index_shows_the_servers_reason(browser: WebDriver, se
     browser.find_element(By.ID, "search").click()
     message = wait(browser, lambda: text_of(browser, "search-results"))
     assert "index build" in message
+
+
+def test_a_dropped_stream_is_resumed_with_every_word_once(browser: WebDriver, server_url: str):
+    port = int(server_url.rsplit(":", 1)[1])
+    with ProxyThread(port, cuts=[10]) as proxy:
+        start_story(browser, proxy.url, "늙은 어부가 용왕을 만나니", length="short")
+        wait(browser, lambda: state(browser) == "completed", seconds=30)
+        assert proxy.cut == 1
+
+    [turn] = [t for t in stored_turns(server_url) if t["user_input"] == "늙은 어부가 용왕을 만나니"]
+    assert text_of(browser, "story") == turn["story"]
+    assert text_of(browser, "title") == f"《{turn['title']}》"
 
 
 def test_a_story_the_server_no_longer_streams_is_not_resumed(browser: WebDriver, server_url: str):
