@@ -52,6 +52,7 @@ async def seed(db: Sessions, *, remote_conversation_id: str | None) -> Thread:
 
 
 def service(db: Sessions, upstream: Upstream, generations: Generations | None = None):
+    generations = generations or Generations(db)
     return ThreadService(
         sessionmaker=db, cursors=CursorSigner("test"), remote=upstream, generations=generations
     )

@@ -41,7 +41,9 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit happens before the answer is sent, so a write that fails to
+# commit is an error to the caller, never a 200 for something that was not stored.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_user_id(

@@ -5,22 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from storytool.api.deps import SettingsDep, UserDep, get_session
+from storytool.api.deps import SessionDep, SettingsDep, UserDep
 from storytool.evaluations.schemas import Evaluation, EvaluationUpdate
 from storytool.evaluations.service import EvaluationService
 
 router = APIRouter(prefix="/api", tags=["evaluations"])
 
 
-# Function scope: the session commits before the response is sent, so "the stored evaluation" the
-# caller reads is really stored (a request-scoped session would commit after the 200 went out).
-CommittedFirstSessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
 def get_evaluation_service(
-    session: CommittedFirstSessionDep, settings: SettingsDep
+    session: SessionDep, settings: SettingsDep
 ) -> EvaluationService:
     return EvaluationService(session, max_comment_chars=settings.max_comment_chars)
 

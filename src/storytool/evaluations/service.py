@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storytool.errors import InvalidInput, NotFound
@@ -32,10 +33,14 @@ class EvaluationService:
         )
         if conversation is None:
             raise NotFound("conversation not found", field="conversation_id")
-        stored = await EvaluationRepository(self._session).upsert(
-            conversation_id=conversation_id,
-            user_id=user_id,
-            rating=rating,
-            comment=comment if comment and comment.strip() else None,
-        )
+        try:
+            stored = await EvaluationRepository(self._session).upsert(
+                conversation_id=conversation_id,
+                user_id=user_id,
+                rating=rating,
+                comment=comment if comment and comment.strip() else None,
+            )
+        except IntegrityError as exc:
+            # The thread was deleted between the ownership check and the write.
+            raise NotFound("conversation not found", field="conversation_id") from exc
         return Evaluation.model_validate(stored)

@@ -25,6 +25,7 @@ def get_thread_service(state: StateDep) -> ThreadService:
         sessionmaker=state["sessionmaker"],
         cursors=CursorSigner(state["settings"].history_cursor_secret.get_secret_value()),
         remote=state["llm"],
+        generations=state["stories"],
     )
 
 

@@ -48,7 +48,7 @@ class ThreadService:
         sessionmaker: async_sessionmaker[AsyncSession],
         cursors: CursorSigner,
         remote: RemoteConversations,
-        generations: RunningGenerations | None = None,
+        generations: RunningGenerations,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._cursors = cursors
@@ -124,8 +124,7 @@ class ThreadService:
         async with self._sessionmaker() as session:
             if await ThreadRepository(session).get(user_id=user_id, thread_id=thread_id) is None:
                 raise NotFound("thread not found", field="thread_id")
-        if self._generations is not None:
-            await self._generations.cancel_thread(user_id=user_id, thread_id=thread_id)
+        await self._generations.cancel_thread(user_id=user_id, thread_id=thread_id)
         async with self._sessionmaker.begin() as session:
             threads = ThreadRepository(session)
             thread = await threads.get(user_id=user_id, thread_id=thread_id)
