@@ -1,6 +1,11 @@
 """All ORM tables, imported here so Alembic and ``Base.metadata`` see every one."""
 
-from storytool.models.conversation import Conversation, ConversationStatus, StopReason
+from storytool.models.conversation import (
+    Conversation,
+    ConversationStatus,
+    GenerationMode,
+    StopReason,
+)
 from storytool.models.conversation_data import ConversationData
 from storytool.models.evaluation import ContentEvaluation, Rating
 from storytool.models.passage import Passage
@@ -11,6 +16,7 @@ __all__ = [
     "Conversation",
     "ConversationData",
     "ConversationStatus",
+    "GenerationMode",
     "Passage",
     "Rating",
     "StopReason",

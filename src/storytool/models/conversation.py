@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storytool.db.base import (
@@ -42,6 +42,14 @@ class StopReason(StrEnum):
     CRASH = "crash"
 
 
+class GenerationMode(StrEnum):
+    """How a conversation came to be: a fresh input, another take on an input, or more story."""
+
+    NEW = "new"
+    REGENERATE = "regenerate"
+    CONTINUE = "continue"
+
+
 class Conversation(TimestampMixin, Base):
     """One generation: a prompt and the story written for it.
 
@@ -54,6 +62,8 @@ class Conversation(TimestampMixin, Base):
         Index("ix_conversations_thread_id_created_at", "thread_id", "created_at"),
         # Start-up recovery looks for in-progress rows whose owner is gone.
         Index("ix_conversations_status_owner_instance", "status", "owner_instance"),
+        # A variant group and a conversation's continuations are found by their parent.
+        Index("ix_conversations_parent_conversation_id", "parent_conversation_id"),
         MYSQL_TABLE_ARGS,
     )
 
@@ -70,6 +80,20 @@ class Conversation(TimestampMixin, Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     models: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    mode: Mapped[GenerationMode] = mapped_column(
+        str_enum(GenerationMode, 16), default=GenerationMode.NEW, server_default="new"
+    )
+    # The input a ``regenerate`` variant shares (its group's first conversation), or the story a
+    # ``continue`` extends. SET NULL rather than CASCADE: conversations are only ever deleted with
+    # their whole thread, and InnoDB stops cascading within one table after 15 levels, so a long
+    # chain of continuations would make deleting its thread fail.
+    parent_conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), default=None
+    )
+    selected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The variant of its group the user picked; at most one per group."""
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    """The generation options it was written with (length, temperature)."""
 
     thread: Mapped[Thread] = relationship(back_populates="conversations", lazy="raise")
     data: Mapped[ConversationData] = relationship(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from storytool.db.base import (
     MYSQL_TABLE_ARGS,
     Base,
+    JSONType,
     TimestampMixin,
     UUIDString,
     new_id,
@@ -39,5 +40,10 @@ class ContentEvaluation(TimestampMixin, Base):
     user_id: Mapped[str] = mapped_column(String(128))
     rating: Mapped[Rating] = mapped_column(str_enum(Rating, 8))
     comment: Mapped[str | None] = mapped_column(Text, default=None)
+    reasons: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    """Tags from a fixed vocabulary saying why (style, plot, too_short, ...)."""
+    produced_by: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    """The models, options and mode that wrote the story, copied when the verdict is given, so
+    the verdict keeps its meaning after the models change."""
 
     conversation: Mapped[Conversation] = relationship(back_populates="evaluations", lazy="raise")
