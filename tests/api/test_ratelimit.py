@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 
 from storytool.config import AuthMode, Settings
-from storytool.main import create_app
+from tests.search.conftest import open_client
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+app_client = asynccontextmanager(open_client)
+"""The app with its lifespan run, and a client for it."""
 
 
 def limited(settings: Settings, **changes: object) -> Settings:
