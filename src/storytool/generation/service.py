@@ -27,16 +27,16 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
-from storytool.errors import Conflict, InvalidInput, NotFound
+from storytool.errors import Conflict, NotFound
 from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog, RedisEventLog
+from storytool.generation.modes import plan_generation
 from storytool.generation.pipeline import Job, Pipeline
 from storytool.generation.replicas import Replicas
 from storytool.generation.repository import ConversationRepository
 from storytool.generation.runs import Run, RunRegistry
 from storytool.generation.schemas import CancelResponse, Error, GenerateRequest, Meta
-from storytool.llm.base import LLMProvider, StoryRequest, Turn
+from storytool.llm.base import LLMProvider
 from storytool.models import ConversationStatus, StopReason
-from storytool.threads.repository import ThreadRepository
 
 logger = logging.getLogger("storytool.generation")
 
@@ -103,43 +103,37 @@ class StoryService:
                 "(instance %s)",
                 self.instance_id,
             )
-            await self._recover()
+            await self._recover(starting=True)
             return
         await self._replicas.start()
         logger.info("replica %s: cancels and event streams shared through Redis", self.instance_id)
-        await self._recover()
+        await self._recover(starting=True)
         self._keeper = asyncio.create_task(self._keep(), name="replica-lease")
 
     async def start(self, *, user_id: str, request: GenerateRequest) -> Started:
         """Validates, stores the thread and conversation in one transaction, and starts the task.
-        Nothing is written when this raises."""
-        if len(request.user_input) > self._settings.max_input_chars:
-            raise InvalidInput(
-                f"user_input is longer than {self._settings.max_input_chars} characters",
-                field="user_input",
-            )
+        Nothing is written when this raises. The mode's rules are in
+        :mod:`storytool.generation.modes`."""
         run = self._runs.admit(user_id=user_id)
         try:
             async with self._sessionmaker.begin() as session:
-                history: list[Turn] = []
-                remote_id = None
-                if request.thread_id is not None:
-                    thread = await ThreadRepository(session).get(
-                        user_id=user_id, thread_id=request.thread_id
-                    )
-                    if thread is None:
-                        raise NotFound("no such thread", field="thread_id")
-                    history = await ConversationRepository(session).history(
-                        thread_id=thread.id, limit=HISTORY_TURNS
-                    )
-                    remote_id = thread.remote_conversation_id
+                plan = await plan_generation(
+                    session,
+                    user_id=user_id,
+                    request=request,
+                    history_turns=HISTORY_TURNS,
+                    max_input_chars=self._settings.max_input_chars,
+                )
                 conversation = await ConversationRepository(session).start(
                     user_id=user_id,
-                    thread_id=request.thread_id,
-                    user_input=request.user_input,
-                    tags=request.tags,
+                    thread_id=plan.thread_id,
+                    user_input=plan.user_input,
+                    tags=plan.tags,
                     owner_instance=self.instance_id,
                     models=dict(self._provider.models),
+                    mode=plan.mode,
+                    parent_conversation_id=plan.parent_conversation_id,
+                    options=request.options.model_dump(),
                 )
                 if conversation is None:  # the thread was deleted a moment ago
                     raise NotFound("no such thread", field="thread_id")
@@ -147,14 +141,8 @@ class StoryService:
                 user_id=user_id,
                 thread_id=conversation.thread_id,
                 conversation_id=conversation.id,
-                request=StoryRequest(
-                    user_input=request.user_input,
-                    tags=request.tags,
-                    length=request.options.length,
-                    temperature=request.options.temperature,
-                    history=history,
-                ),
-                remote_conversation_id=remote_id,
+                request=plan.story_request,
+                remote_conversation_id=plan.remote_conversation_id,
             )
             await self._events.open(conversation.id)
             await self._events.append(
@@ -330,14 +318,21 @@ class StoryService:
             except Exception:  # Redis or the database away: try again at the next beat
                 logger.warning("replica heartbeat failed", exc_info=True)
 
-    async def _recover(self) -> None:
+    async def _recover(self, *, starting: bool = False) -> None:
+        """Ends the stories of replicas that are gone. At start-up that includes this replica's
+        own id: a restarted replica that keeps its id (a stable hostname) runs nothing yet, so
+        what its id still holds was left by its previous life."""
         async with self._sessionmaker.begin() as session:
             conversations = ConversationRepository(session)
             owners = await conversations.running_owners()
             if self._replicas is None:
-                gone = owners - {self.instance_id}
+                gone = set(owners)
             else:
                 gone = await self._replicas.dead(owners)
+            if not starting:
+                gone.discard(self.instance_id)
+            elif self.instance_id in owners:
+                gone.add(self.instance_id)
             ended = await conversations.interrupt_owned_by(gone)
         for conversation_id in ended:
             await self._events.end(
