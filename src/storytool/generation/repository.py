@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -19,6 +19,7 @@ from storytool.models import (
     Conversation,
     ConversationData,
     ConversationStatus,
+    GenerationMode,
     StopReason,
     Thread,
 )
@@ -38,6 +39,9 @@ class ConversationRepository:
         tags: list[str],
         owner_instance: str | None = None,
         models: dict[str, Any] | None = None,
+        mode: GenerationMode = GenerationMode.NEW,
+        parent_conversation_id: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Conversation | None:
         """Creates the conversation, and its thread when ``thread_id`` is None, in the caller's
         transaction. None when ``thread_id`` is not one of the user's threads."""
@@ -55,6 +59,9 @@ class ConversationRepository:
             status=ConversationStatus.IN_PROGRESS,
             owner_instance=owner_instance,
             models=models,
+            mode=mode,
+            parent_conversation_id=parent_conversation_id,
+            options=options,
         )
         self.session.add(conversation)
         await self.session.flush()
@@ -82,16 +89,29 @@ class ConversationRepository:
         )
         return result.scalar_one()
 
-    async def history(self, *, thread_id: str, limit: int) -> list[Turn]:
+    async def history(
+        self, *, thread_id: str, limit: int, before: Conversation | None = None
+    ) -> list[Turn]:
         """The thread's latest ``limit`` turns that have a story, oldest first: the context of
-        the next one."""
-        result = await self.session.execute(
+        the next one, or, with ``before``, of another take on that conversation."""
+        statement = (
             select(ConversationData.user_input, ConversationData.tags, ConversationData.story)
             .join(Conversation, Conversation.id == ConversationData.conversation_id)
             .where(Conversation.thread_id == thread_id, ConversationData.story.is_not(None))
             .order_by(Conversation.created_at.desc(), Conversation.id.desc())
             .limit(limit)
         )
+        if before is not None:
+            statement = statement.where(
+                or_(
+                    Conversation.created_at < before.created_at,
+                    and_(
+                        Conversation.created_at == before.created_at,
+                        Conversation.id < before.id,
+                    ),
+                )
+            )
+        result = await self.session.execute(statement)
         turns = [
             Turn(user_input=user_input, tags=list(tags or []), story=story or "")
             for user_input, tags, story in result

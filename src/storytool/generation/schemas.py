@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from storytool.llm.base import StoryLength
-from storytool.models import ConversationStatus
+from storytool.models import ConversationStatus, GenerationMode
 
 MAX_TAGS = 20
 """Tags steer the draft prompt; past a handful they only dilute it and lengthen every request."""
@@ -27,14 +34,43 @@ class GenerationOptions(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    """The length limit of ``user_input`` is a setting, checked by the service."""
+    """The length limit of ``user_input`` is a setting, checked by the service.
+
+    ``new`` writes a story for ``user_input``. ``regenerate`` writes another variant of
+    ``parent_conversation_id``'s input (so it takes no input or tags of its own); ``continue``
+    writes what comes after that conversation's story, steered by ``user_input`` if given.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    user_input: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    mode: GenerationMode = GenerationMode.NEW
+    parent_conversation_id: str | None = Field(default=None, max_length=64, validate_default=True)
+    user_input: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = (
+        Field(default=None, validate_default=True)
+    )
     thread_id: str | None = Field(default=None, max_length=64)
-    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, validate_default=True)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
+
+    @field_validator("parent_conversation_id")
+    @classmethod
+    def _parent_fits_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        mode = info.data.get("mode")
+        if mode is GenerationMode.NEW and value is not None:
+            raise ValueError("only regenerate and continue start from a conversation")
+        if mode in (GenerationMode.REGENERATE, GenerationMode.CONTINUE) and value is None:
+            raise ValueError(f"{mode} needs the conversation it starts from")
+        return value
+
+    @field_validator("user_input", "tags")
+    @classmethod
+    def _input_fits_mode(cls, value: str | list[str] | None, info: ValidationInfo) -> object:
+        mode = info.data.get("mode")
+        if mode is GenerationMode.NEW and value is None:
+            raise ValueError("a new story needs its input")
+        if mode is GenerationMode.REGENERATE and value:
+            raise ValueError("a regenerate repeats its parent's input and tags; leave them out")
+        return value
 
 
 class CancelRequest(BaseModel):
