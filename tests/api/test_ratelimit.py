@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from storytool.config import AuthMode, Settings
+from storytool.ratelimit import build_rate_limiter
 from tests.search.conftest import open_client
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -49,6 +50,11 @@ class TestRateLimit:
         async with app_client(shared) as first, app_client(shared) as second:
             answers = [await history(client, user) for client in (first, second, first, second)]
         assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+
+    async def test_with_its_redis_away_requests_go_through_uncounted(self, settings: Settings):
+        limiter = build_rate_limiter(limited(settings, redis_url="redis://127.0.0.1:1/0"))
+        for _ in range(4):
+            await limiter.hit("alice")  # neither 429 nor an error: the limit is not applied
 
 
 def test_an_unreadable_limit_stops_start_up_naming_the_setting():
