@@ -60,11 +60,11 @@ class Replica:
         self.process.kill()
         self.process.wait()
 
-    def terminate(self) -> int:
-        """SIGTERM, as an orchestrator stops a pod; the exit code once it has stopped."""
+    def terminate(self) -> None:
+        """SIGTERM, as an orchestrator stops a pod; returns once the process has exited."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
+        self.process.wait(timeout=30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
