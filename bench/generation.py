@@ -1,6 +1,8 @@
 """Streaming overhead of Storytool against the floor for its stack, side by side, on loopback.
 
-    .venv/bin/python -m bench.generation            # --quick for a short smoke run
+    .venv/bin/python -m bench.generation                      # SQLite
+    .venv/bin/python -m bench.generation --database mariadb   # its own MariaDB database
+    (--quick for a short smoke run)
 
 For each scenario a fresh fake OpenAI server (``tests/fakes/openai_server.py``, its own process)
 streams a story of ``tokens`` word tokens at ``rate`` tokens per second, and the same load runs
@@ -8,19 +10,33 @@ against three targets, each a single uvicorn worker in its own process:
 
   a  direct   the fake's ``POST /v1/responses`` stream, read by the load client itself
   b  relay    a minimal FastAPI + sse-starlette app forwarding the SDK's refine deltas
-  c  storytool ``POST /api/generate`` with the openai provider (SQLite, local auth); its draft
-              model answers one token, so the stream's first delta waits on the refine run
+  c  storytool ``POST /api/generate`` with the openai provider (SQLite or MariaDB, local auth);
+              the fake answers every call at once (no first-token delay; the draft model writes
+              one token; title and recommendations are one more call)
+
+All three ask for a background run (``background=true``), as Storytool's refine stage does by
+default: the fake serves those through a queue, a few ms slower than a plain stream, and (a) and
+(b) must pay that too for the differences to be Storytool's own.
 
 The load client is raw asyncio sockets (HTTP/1.1, chunked SSE), lighter than httpx, recording
 when each delta arrives. Figures per target:
 
-  ttft       time from sending the request to the first delta (p50); "added" is over (a)
+  ttft       time from sending the request to the first delta (p50); "added" is over (a). For
+             (c) this is end to end: the start transaction and the whole draft call come first
+  refine     (c) only: time from the ``stage refine started`` event reaching the client to the
+             first delta (p50), minus (a)'s ttft: what Storytool adds to one upstream stream's
+             first token, like (b) does. The stage event is written just before the SDK builds
+             the refine request, so this leaves out at most that request's preparation
   delay      per-chunk delay: chunk i's offset from the stream's first chunk, minus the mean of
              that offset in (a) for the same scenario (p50/p99); "added" = that, relative to (a)
   gap p99    between consecutive deltas of one stream
   cpu/chunk  CPU seconds of the target's process per delta delivered (for (a): the fake's own)
   rss/stream peak RSS during the run minus RSS before it, per open stream
   complete   streams that ended normally with every delta
+  load       the machine's 1-minute load average when the scenario ended (2 cores here)
+
+Then each target's CPU split into a fixed cost per story and a marginal cost per delta, solved
+from "10 streams" (50 deltas a story) and "10 x long" (1,000), which differ only in length.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import socket
 import statistics
@@ -36,7 +53,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,14 +61,19 @@ from typing import Any
 import openai
 import uvicorn
 from fastapi import FastAPI, Request
+from sqlalchemy import make_url, text
 from sse_starlette import EventSourceResponse
 from tests.fakes.openai_server import DEFAULT_STORY, Behaviour, FakeOpenAI, tokenize
 
+from storytool.config import Settings
+from storytool.db.engine import create_engine
 from storytool.db.migrations import upgrade
 
 DRAFT_MODEL = "bench-draft"
 REFINE_MODEL = "gpt-4o"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MARIADB_ADMIN_URL = "mysql+asyncmy://root@127.0.0.1:3306/mysql?charset=utf8mb4"
+MARIADB_DATABASE = "storytool_bench_generation"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -72,12 +94,14 @@ class Target:
     body: dict[str, Any]
     delta: bytes
     done: bytes
+    refine_started: bytes | None = None
+    """The event that marks the start of the upstream stream, when it is not the request."""
 
 
 DIRECT = Target(
     "a direct",
     "/v1/responses",
-    {"model": REFINE_MODEL, "input": "이야기", "stream": True},
+    {"model": REFINE_MODEL, "input": "이야기", "stream": True, "background": True},
     b"event: response.output_text.delta",
     b"event: response.completed",
 )
@@ -88,12 +112,14 @@ STORYTOOL = Target(
     {"user_input": "이야기", "tags": []},
     b"event: delta",
     b"event: done",
+    b'"name":"refine","status":"started"',
 )
 
 
 @dataclass
 class Stream:
     sent: float = 0.0
+    refine_started: float | None = None
     arrivals: list[float] = field(default_factory=list)
     completed: bool = False
 
@@ -129,6 +155,8 @@ async def read_stream(port: int, target: Target) -> Stream:
             for event in events:
                 if target.delta in event:
                     result.arrivals.append(now)
+                elif target.refine_started is not None and target.refine_started in event:
+                    result.refine_started = now
                 elif target.done in event:
                     result.completed = True
                     return result
@@ -171,7 +199,9 @@ def relay_app(upstream: str) -> FastAPI:
         client: openai.AsyncOpenAI = request.state.client
 
         async def events() -> AsyncIterator[dict[str, str]]:
-            stream = await client.responses.create(model=REFINE_MODEL, input="이야기", stream=True)
+            stream = await client.responses.create(
+                model=REFINE_MODEL, input="이야기", stream=True, background=True
+            )
             async with stream:
                 async for event in stream:
                     if event.type == "response.output_text.delta":
@@ -256,10 +286,19 @@ def report(scenario: Scenario, results: dict[str, Measured]) -> list[str]:
         for column in zip(*(offsets(s) for s in direct if s.completed), strict=False)
     ]
     ttft_a = pct([s.arrivals[0] - s.sent for s in direct if s.arrivals], 50)
+    load = os.getloadavg()[0]
     rows = []
     for name, measured in results.items():
         done = [s for s in measured.streams if s.completed and len(s.arrivals) == scenario.tokens]
         ttft = pct([s.arrivals[0] - s.sent for s in measured.streams if s.arrivals], 50)
+        refine = pct(
+            [
+                s.arrivals[0] - s.refine_started
+                for s in measured.streams
+                if s.arrivals and s.refine_started is not None
+            ],
+            50,
+        )
         delays = [
             offset - expected[i]
             for s in done
@@ -270,17 +309,39 @@ def report(scenario: Scenario, results: dict[str, Measured]) -> list[str]:
         chunks = sum(len(s.arrivals) for s in measured.streams)
         cpu = measured.cpu_s / chunks * 1e6 if chunks else float("nan")
         rss = measured.rss_growth / scenario.streams / 1024
-        added = "" if name == DIRECT.name else f" (+{(ttft - ttft_a) * 1e3:.1f})"
+        added = "" if name == DIRECT.name else f" ({(ttft - ttft_a) * 1e3:+.1f})"
+        from_refine = (
+            "" if math.isnan(refine) else f"{refine * 1e3:.1f} ({(refine - ttft_a) * 1e3:+.1f})"
+        )
         rows.append(
-            f"| {scenario.name} | {name} | {ttft * 1e3:.1f}{added} | "
+            f"| {scenario.name} | {name} | {ttft * 1e3:.1f}{added} | {from_refine} | "
             f"{pct(delays, 50) * 1e3:.2f} / {pct(delays, 99) * 1e3:.2f} | "
             f"{pct(gaps, 99) * 1e3:.1f} | {cpu:.0f} | {rss:.1f} | "
-            f"{len(done)}/{len(measured.streams)} |"
+            f"{len(done)}/{len(measured.streams)} | {load:.1f} |"
         )
     return rows
 
 
-async def run_scenario(scenario: Scenario, database_url: str) -> list[str]:
+def cpu_split(short: dict[str, Measured], long: dict[str, Measured]) -> list[str]:
+    """Each target's CPU as a fixed cost per story plus a marginal cost per delta, solved from
+    two scenarios that differ only in story length (``c = story * stories + delta * deltas``)."""
+    rows = []
+    for name in short:
+        runs = [
+            (m.cpu_s, len(m.streams), sum(len(s.arrivals) for s in m.streams))
+            for m in (short[name], long[name])
+        ]
+        (c1, n1, d1), (c2, n2, d2) = runs
+        determinant = n1 * d2 - n2 * d1
+        if determinant == 0:
+            continue
+        story = (c1 * d2 - c2 * d1) / determinant
+        delta = (n1 * c2 - n2 * c1) / determinant
+        rows.append(f"| {name} | {story * 1e3:.2f} | {delta * 1e6:.0f} |")
+    return rows
+
+
+async def run_scenario(scenario: Scenario, database_url: str) -> dict[str, Measured]:
     fake_port, relay_port, app_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{fake_port}/v1"
     rate = "none" if scenario.rate is None else str(scenario.rate)
@@ -322,7 +383,7 @@ async def run_scenario(scenario: Scenario, database_url: str) -> list[str]:
         ):
             await measure(port, pid, target, Scenario("warm-up", 2, None, 3))
             results[target.name] = await measure(port, pid, target, scenario)
-        return report(scenario, results)
+        return results
     finally:
         for process in servers:
             process.terminate()
@@ -330,24 +391,71 @@ async def run_scenario(scenario: Scenario, database_url: str) -> list[str]:
             process.wait(timeout=30)
 
 
-async def main_async(quick: bool) -> None:
+async def _admin(url: str, statement: str) -> None:
+    engine = create_engine(Settings(), url=url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def sqlite_database() -> AsyncIterator[str]:
+    with tempfile.TemporaryDirectory() as folder:
+        yield f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+
+
+@asynccontextmanager
+async def mariadb_database(admin_url: str) -> AsyncIterator[str]:
+    """A database of its own on the server behind ``admin_url``, dropped at the end."""
+    drop = f"DROP DATABASE IF EXISTS `{MARIADB_DATABASE}`"
+    await _admin(admin_url, drop)
+    await _admin(
+        admin_url,
+        f"CREATE DATABASE `{MARIADB_DATABASE}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+    )
+    try:
+        yield (
+            make_url(admin_url).set(database=MARIADB_DATABASE).render_as_string(hide_password=False)
+        )
+    finally:
+        await _admin(admin_url, drop)
+
+
+async def main_async(quick: bool, database: str, admin_url: str) -> None:
+    short = Scenario("10 streams", 10, None, 50, rounds=2 if quick else 5)
+    long = Scenario("10 x long", 10, None, 200 if quick else 1000)
     scenarios = [
         Scenario("1 stream", 1, None, 50, rounds=3 if quick else 20),
-        Scenario("10 streams", 10, None, 50, rounds=2 if quick else 5),
+        short,
         Scenario("100 x 50/s", 100, 50.0, 50 if quick else 150),
         Scenario("1000 x 10/s", 200 if quick else 1000, 10.0, 20 if quick else 50),
+        long,
     ]
-    with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+    async with AsyncExitStack() as stack:
+        if database == "mariadb":
+            url = await stack.enter_async_context(mariadb_database(admin_url))
+        else:
+            url = await stack.enter_async_context(sqlite_database())
         await upgrade(url)
+        print(f"database: {database}; started {time.strftime('%H:%M:%S', time.gmtime())} UTC")
         print(
-            "| scenario | target | ttft p50 ms (added) | delay p50 / p99 ms | gap p99 ms "
-            "| cpu µs/chunk | rss KB/stream | complete |"
+            "| scenario | target | ttft p50 ms (added) | refine → first delta p50 ms (added) "
+            "| delay p50 / p99 ms | gap p99 ms | cpu µs/chunk | rss KB/stream | complete | load |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        measured = {}
         for scenario in scenarios:
-            for row in await run_scenario(scenario, url):
+            measured[scenario.name] = await run_scenario(scenario, url)
+            for row in report(scenario, measured[scenario.name]):
                 print(row, flush=True)
+        print(
+            f"\nCPU split from '{short.name}' ({short.tokens} deltas a story) and '{long.name}' "
+            f"({long.tokens}):\n\n| target | ms per story | µs per delta |\n|---|---|---|"
+        )
+        for row in cpu_split(measured[short.name], measured[long.name]):
+            print(row)
 
 
 def main() -> None:
@@ -360,7 +468,19 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description="Streaming overhead, side by side.")
     parser.add_argument("--quick", action="store_true", help="Fewer rounds and streams.")
-    asyncio.run(main_async(parser.parse_args().quick))
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "mariadb"],
+        default="sqlite",
+        help="Storytool's database: a temporary SQLite file, or a MariaDB database of its own.",
+    )
+    parser.add_argument(
+        "--mariadb-url",
+        default=MARIADB_ADMIN_URL,
+        help="An admin URL on the MariaDB server; the bench makes its own database beside it.",
+    )
+    arguments = parser.parse_args()
+    asyncio.run(main_async(arguments.quick, arguments.database, arguments.mariadb_url))
 
 
 if __name__ == "__main__":
