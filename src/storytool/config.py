@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = Field(
         default=None, description="RS256 public key in PEM (auth_mode=jwt)."
     )
+    jwt_admin_role: str = Field(
+        default="admin",
+        min_length=1,
+        description="A token whose `roles` (list) or `role` claim holds this is an admin's: "
+        "the feedback export then covers every user.",
+    )
 
     cors_origins: list[str] = Field(
         default_factory=list,

@@ -33,6 +33,8 @@ FILLERS: dict[str, Any] = {
     "text": "bob's text",
 }
 """Values for the other fields of a body, so the request is valid and only its id is wrong."""
+CHOICES: dict[str, Any] = {"mode": "continue"}
+"""Optional fields whose default would leave an id unused: a new story takes no parent."""
 
 
 def id_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -77,6 +79,7 @@ def bobs_request(
     model = body_schema(schema, operation)
     if model:
         body = {name: ids[name] for name in model.get("properties", {}) if name in ids}
+        body |= {name: value for name, value in CHOICES.items() if name in model["properties"]}
         for name in model.get("required", []):
             if name not in body:
                 if name not in FILLERS:
@@ -107,6 +110,7 @@ async def test_bob_gets_404_for_every_id_of_alice_and_changes_nothing(
         ids = {
             "thread_id": events[0].data["thread_id"],
             "conversation_id": events[0].data["conversation_id"],
+            "parent_conversation_id": events[0].data["conversation_id"],
         }
         rated = await client.post(
             "/api/updateEvaluation",

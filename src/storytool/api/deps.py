@@ -8,7 +8,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storytool.auth import Authenticator
+from storytool.auth import Authenticator, Caller
 from storytool.config import Settings
 from storytool.lifespan import State
 
@@ -46,17 +46,25 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_user_id(
+async def get_caller(
     state: StateDep,
     x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> str:
-    """The caller's user id; every query a route makes filters by it. Each call counts against
-    the user's request rate (429 past it), so every route that knows its user is limited."""
+) -> Caller:
+    """Who calls, and whether a signed token made them an admin. Each call counts against the
+    user's request rate (429 past it), so every route that knows its user is limited."""
     authenticator: Authenticator = state["authenticator"]
-    user_id = authenticator.user_id(user_header=x_user_id, authorization=authorization)
-    await state["rate_limiter"].hit(user_id)
-    return user_id
+    caller = authenticator.caller(user_header=x_user_id, authorization=authorization)
+    await state["rate_limiter"].hit(caller.user_id)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_user_id(caller: CallerDep) -> str:
+    """The caller's user id; every query a route makes filters by it."""
+    return caller.user_id
 
 
 UserDep = Annotated[str, Depends(get_user_id)]

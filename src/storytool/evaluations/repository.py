@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -16,7 +18,14 @@ class EvaluationRepository:
         self.session = session
 
     async def upsert(
-        self, *, conversation_id: str, user_id: str, rating: Rating, comment: str | None
+        self,
+        *,
+        conversation_id: str,
+        user_id: str,
+        rating: Rating,
+        comment: str | None,
+        reasons: list[str],
+        produced_by: dict[str, Any],
     ) -> ContentEvaluation:
         """Inserts the verdict or replaces the user's earlier one, in one statement, so two
         concurrent submissions cannot both insert."""
@@ -27,10 +36,18 @@ class EvaluationRepository:
             "user_id": user_id,
             "rating": rating,
             "comment": comment,
+            "reasons": reasons,
+            "produced_by": produced_by,
             "created_at": now,
             "updated_at": now,
         }
-        changes = {"rating": rating, "comment": comment, "updated_at": now}
+        changes = {
+            "rating": rating,
+            "comment": comment,
+            "reasons": reasons,
+            "produced_by": produced_by,
+            "updated_at": now,
+        }
         if self.session.get_bind().dialect.name == "sqlite":
             sqlite_statement = sqlite_insert(ContentEvaluation).values(values)
             await self.session.execute(

@@ -1,21 +1,23 @@
-"""``POST /api/updateEvaluation``."""
+"""``POST /api/updateEvaluation`` and the feedback export, ``GET /api/evaluations/export``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 
-from storytool.api.deps import SessionDep, SettingsDep, UserDep
+from storytool.api.deps import CallerDep, SessionDep, SettingsDep, StateDep, UserDep
+from storytool.evaluations.export import FeedbackExport
 from storytool.evaluations.schemas import Evaluation, EvaluationUpdate
 from storytool.evaluations.service import EvaluationService
+from storytool.models import Rating
 
 router = APIRouter(prefix="/api", tags=["evaluations"])
 
 
-def get_evaluation_service(
-    session: SessionDep, settings: SettingsDep
-) -> EvaluationService:
+def get_evaluation_service(session: SessionDep, settings: SettingsDep) -> EvaluationService:
     return EvaluationService(session, max_comment_chars=settings.max_comment_chars)
 
 
@@ -38,4 +40,49 @@ async def update_evaluation(
         conversation_id=str(update.conversation_id),
         rating=update.rating,
         comment=update.comment,
+        reasons=update.reasons,
+    )
+
+
+@router.get(
+    "/evaluations/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/jsonl": {}},
+            "description": "One OpenAI chat fine-tuning example per line",
+        },
+        401: {"description": "No or bad credentials"},
+        422: {"description": "Unknown format or rating, or since is not a date-time"},
+    },
+)
+async def export_evaluations(
+    caller: CallerDep,
+    state: StateDep,
+    format: Annotated[  # noqa: ARG001 (one format today; the parameter names it for tomorrow)
+        Literal["openai-chat"], Query(description="openai-chat: the chat fine-tuning format.")
+    ] = "openai-chat",
+    rating: Annotated[
+        Literal[Rating.LIKE, Rating.DISLIKE], Query(description="Which verdicts to export.")
+    ] = Rating.LIKE,
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Only verdicts given or changed at or after this (ISO 8601; UTC if "
+            "no zone)."
+        ),
+    ] = None,
+) -> StreamingResponse:
+    """The caller's judged, completed stories as fine-tuning data, streamed as JSON lines; an
+    admin's token exports everyone's."""
+    export = FeedbackExport(state["sessionmaker"], system_prompt=state["settings"].system_prompt)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    lines = export.lines(
+        user_id=None if caller.is_admin else caller.user_id, rating=rating, since=since
+    )
+    return StreamingResponse(
+        lines,
+        media_type="application/jsonl",
+        headers={"Content-Disposition": 'attachment; filename="storytool-feedback.jsonl"'},
     )

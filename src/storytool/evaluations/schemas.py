@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storytool.models import Rating
+
+
+class Reason(StrEnum):
+    """Why a story was liked or disliked: a fixed vocabulary, so feedback can be counted and
+    filtered when it becomes training data."""
+
+    STYLE = "style"
+    PLOT = "plot"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    OFF_PROMPT = "off_prompt"
+    ANACHRONISM = "anachronism"
 
 
 class EvaluationUpdate(BaseModel):
@@ -20,6 +34,11 @@ class EvaluationUpdate(BaseModel):
         description="Optional; its longest length is the max_comment_chars setting. "
         "Each update replaces the earlier comment.",
     )
+    reasons: list[Reason] = Field(
+        default_factory=list,
+        max_length=len(Reason),
+        description="Optional tags saying why; each update replaces the earlier ones.",
+    )
 
 
 class Evaluation(BaseModel):
@@ -30,5 +49,15 @@ class Evaluation(BaseModel):
     conversation_id: str
     rating: Rating
     comment: str | None
+    reasons: list[Reason]
+    produced_by: dict[str, Any] | None = Field(
+        description="The models, options and mode that wrote the story when it was judged."
+    )
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("reasons", mode="before")
+    @classmethod
+    def _no_reasons(cls, value: list[str] | None) -> list[str]:
+        """Verdicts stored before reasons existed have none."""
+        return value or []

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storytool.errors import InvalidInput, NotFound
 from storytool.evaluations.repository import EvaluationRepository
-from storytool.evaluations.schemas import Evaluation
+from storytool.evaluations.schemas import Evaluation, Reason
 from storytool.generation.repository import ConversationRepository
 from storytool.models import Rating
 
@@ -18,11 +18,19 @@ class EvaluationService:
         self._max_comment_chars = max_comment_chars
 
     async def update(
-        self, *, user_id: str, conversation_id: str, rating: Rating, comment: str | None
+        self,
+        *,
+        user_id: str,
+        conversation_id: str,
+        rating: Rating,
+        comment: str | None,
+        reasons: list[Reason],
     ) -> Evaluation:
         """Stores the verdict, replacing the user's earlier one, and answers what is stored.
 
-        A blank comment is stored as none. Flushes only: the request's edge commits.
+        A blank comment is stored as none; repeated reasons once. The verdict keeps a copy of
+        what produced the story, which stays true after the deployment's models change.
+        Flushes only: the request's edge commits.
         """
         if comment is not None and len(comment) > self._max_comment_chars:
             raise InvalidInput(
@@ -39,6 +47,12 @@ class EvaluationService:
                 user_id=user_id,
                 rating=rating,
                 comment=comment if comment and comment.strip() else None,
+                reasons=list(dict.fromkeys(reasons)),
+                produced_by={
+                    "mode": conversation.mode.value,
+                    "models": conversation.models or {},
+                    "options": conversation.options or {},
+                },
             )
         except IntegrityError as exc:
             # The thread was deleted between the ownership check and the write.

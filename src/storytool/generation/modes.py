@@ -37,6 +37,11 @@ CONTINUE_INPUT = "앞의 이야기에 이어서 쓰시오."
 STORY_SO_FAR = "앞 이야기의 끝:"
 
 
+def continuation_prompt(user_input: str, story: str) -> str:
+    """What the model reads to continue ``story``: the direction, then the story's end."""
+    return f"{user_input}\n\n{STORY_SO_FAR}\n{story[-CONTINUE_TAIL_CHARS:]}"
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What one generation stores and what it asks the model."""
@@ -194,7 +199,7 @@ class _Planner:
             thread_id=continued.thread_id, limit=self._history_turns - 1, before=continued
         )
         history.append(Turn(user_input=data.user_input, tags=list(data.tags), story=story))
-        prompt = f"{user_input}\n\n{STORY_SO_FAR}\n{story[-CONTINUE_TAIL_CHARS:]}"
+        prompt = continuation_prompt(user_input, story)
         return Plan(
             thread_id=continued.thread_id,
             mode=mode,

@@ -112,6 +112,15 @@ def _prompt(user_input: str, tags: list[str]) -> str:
     return f"줄거리: {user_input}{tag_line}"
 
 
+def draft_prompt(request: StoryRequest) -> str:
+    """The user turn the fine-tuned draft model reads. The feedback export writes its training
+    examples with the same words, so the model learns from what it is later asked."""
+    user = f"{_prompt(request.user_input, request.tags)}\n분량: {LENGTH_HINTS[request.length]}"
+    if request.passages:
+        user += "\n참고할 옛 글:\n" + "\n".join(f"- {text}" for text in request.passages)
+    return user
+
+
 def _usage(values: dict[str, object]) -> dict[str, int]:
     """The top-level token counts (input/output/total, or prompt/completion/total)."""
     return {key: value for key, value in values.items() if isinstance(value, int)}
@@ -199,12 +208,9 @@ class OpenAIProvider(LLMProvider):
         return self._until_first_token(lambda: self._draft_once(request), owns_runs=False)
 
     def _draft_messages(self, request: StoryRequest) -> list[ChatCompletionMessageParam]:
-        user = f"{_prompt(request.user_input, request.tags)}\n분량: {LENGTH_HINTS[request.length]}"
-        if request.passages:
-            user += "\n참고할 옛 글:\n" + "\n".join(f"- {text}" for text in request.passages)
         return [
             {"role": "system", "content": self._settings.system_prompt},
-            {"role": "user", "content": user},
+            {"role": "user", "content": draft_prompt(request)},
         ]
 
     async def _draft_once(self, request: StoryRequest) -> AsyncGenerator[StreamEvent, None]:

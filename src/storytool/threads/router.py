@@ -9,7 +9,12 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from storytool.api.deps import StateDep, UserDep
 from storytool.threads.cursor import CursorSigner
-from storytool.threads.schemas import HistoryPage, ThreadDetail
+from storytool.threads.schemas import (
+    HistoryPage,
+    SelectedVariant,
+    SelectVariantRequest,
+    ThreadDetail,
+)
 from storytool.threads.service import ThreadService
 
 router = APIRouter(prefix="/api", tags=["history"])
@@ -52,6 +57,20 @@ async def retrieve_chat_history_detail(
 ) -> ThreadDetail:
     """One of the caller's threads with all its conversations, oldest first."""
     return await service.detail(user_id=user_id, thread_id=str(thread_id))
+
+
+@router.post(
+    "/selectVariant",
+    responses={
+        401: {"description": "No or bad credentials"},
+        404: {"description": "No such conversation of the caller's"},
+    },
+)
+async def select_variant(
+    body: SelectVariantRequest, user_id: UserDep, service: ThreadServiceDep
+) -> SelectedVariant:
+    """Picks one of the stories written for an input; the history detail shows the pick."""
+    return await service.select_variant(user_id=user_id, conversation_id=str(body.conversation_id))
 
 
 @router.delete("/deleteThread", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)

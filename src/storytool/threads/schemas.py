@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from storytool.evaluations.schemas import Evaluation
-from storytool.models import ConversationStatus, StopReason
+from storytool.models import ConversationStatus, GenerationMode, StopReason
 
 
 class ThreadSummary(BaseModel):
@@ -33,6 +34,11 @@ class HistoryPage(BaseModel):
 
 class ConversationDetail(BaseModel):
     id: str
+    mode: GenerationMode
+    parent_conversation_id: str | None = Field(
+        description="regenerate: the first variant of its input; continue: the story it extends."
+    )
+    selected: bool = Field(description="The variant of its input the user picked.")
     status: ConversationStatus
     stop_reason: StopReason | None
     created_at: datetime
@@ -46,9 +52,35 @@ class ConversationDetail(BaseModel):
     evaluation: Evaluation | None = Field(description="The caller's verdict, if any.")
 
 
+class VariantGroup(BaseModel):
+    """One input and every story written for it, oldest first."""
+
+    conversation_id: str = Field(description="The input's first conversation.")
+    mode: GenerationMode = Field(description="new, or continue for more of an earlier story.")
+    continues: str | None = Field(description="continue: the conversation whose story it extends.")
+    user_input: str
+    tags: list[str]
+    variants: list[str] = Field(description="Conversation ids, oldest first (the first included).")
+    selected: str | None = Field(description="The variant the user picked; null until one is.")
+
+
 class ThreadDetail(BaseModel):
     id: str
     title: str | None
     created_at: datetime
     updated_at: datetime
     conversations: list[ConversationDetail] = Field(description="Oldest first.")
+    inputs: list[VariantGroup] = Field(
+        description="The conversations grouped by input: each input with its variants."
+    )
+
+
+class SelectVariantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: UUID
+
+
+class SelectedVariant(BaseModel):
+    conversation_id: str
+    input_conversation_id: str = Field(description="The first conversation of its input.")

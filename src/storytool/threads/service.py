@@ -15,14 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.errors import NotFound
 from storytool.evaluations.schemas import Evaluation
+from storytool.generation.repository import ConversationRepository
 from storytool.threads.cursor import CursorSigner
 from storytool.threads.repository import ThreadRepository
 from storytool.threads.schemas import (
     ConversationDetail,
     HistoryPage,
+    SelectedVariant,
     ThreadDetail,
     ThreadSummary,
 )
+from storytool.threads.variants import VariantRepository, group_variants
 
 logger = logging.getLogger("storytool.threads")
 
@@ -87,31 +90,46 @@ class ThreadService:
             if thread is None:
                 raise NotFound("thread not found", field="thread_id")
             rows = await threads.conversations(user_id=user_id, thread_id=thread_id)
+        conversations = [
+            ConversationDetail(
+                id=conversation.id,
+                mode=conversation.mode,
+                parent_conversation_id=conversation.parent_conversation_id,
+                selected=conversation.selected,
+                status=conversation.status,
+                stop_reason=conversation.stop_reason,
+                created_at=conversation.created_at,
+                finished_at=conversation.finished_at,
+                user_input=data.user_input,
+                tags=data.tags,
+                base_story=data.base_story,
+                story=data.story,
+                title=data.title,
+                recommendations=data.recommendations,
+                evaluation=None if evaluation is None else Evaluation.model_validate(evaluation),
+            )
+            for conversation, data, evaluation in rows
+        ]
         return ThreadDetail(
             id=thread.id,
             title=thread.title,
             created_at=thread.created_at,
             updated_at=thread.updated_at,
-            conversations=[
-                ConversationDetail(
-                    id=conversation.id,
-                    status=conversation.status,
-                    stop_reason=conversation.stop_reason,
-                    created_at=conversation.created_at,
-                    finished_at=conversation.finished_at,
-                    user_input=data.user_input,
-                    tags=data.tags,
-                    base_story=data.base_story,
-                    story=data.story,
-                    title=data.title,
-                    recommendations=data.recommendations,
-                    evaluation=None
-                    if evaluation is None
-                    else Evaluation.model_validate(evaluation),
-                )
-                for conversation, data, evaluation in rows
-            ],
+            conversations=conversations,
+            inputs=group_variants(conversations),
         )
+
+    async def select_variant(self, *, user_id: str, conversation_id: str) -> SelectedVariant:
+        """Makes the conversation its input's pick (the detail shows it), in a transaction of
+        its own like every write of this service."""
+        async with self._sessionmaker.begin() as session:
+            conversation = await ConversationRepository(session).get(
+                user_id=user_id, conversation_id=conversation_id
+            )
+            if conversation is None:
+                raise NotFound("conversation not found", field="conversation_id")
+            first = await VariantRepository(session).select(conversation=conversation)
+        return SelectedVariant(conversation_id=conversation_id, input_conversation_id=first)
 
     async def delete(self, *, user_id: str, thread_id: str) -> None:
         """Deletes the thread with its conversations, data and evaluations (the database

@@ -1,0 +1,135 @@
+"""Judged stories as fine-tuning data for the draft model (``GET /api/evaluations/export``).
+
+One JSON line per judged, completed story, in the OpenAI chat fine-tuning format::
+
+    {"messages": [{"role": "system", "content": <settings.system_prompt>},
+                  {"role": "user", "content": <the draft prompt: input, tags, length>},
+                  {"role": "assistant", "content": <the story>}]}
+
+The user turn is built by :func:`storytool.llm.openai.draft_prompt`, the words the draft model
+reads when it writes, so it learns from what it is later asked; a continuation's user turn also
+carries the end of the story it continued, as at generation time. Cancelled, failed and
+interrupted stories are left out: their cut-off text would teach the model to stop mid-sentence.
+
+Rows come through a server-side cursor, :data:`EXPORT_BATCH_ROWS` at a time, and each line is
+sent as it is made, so memory stays flat whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from storytool.generation.modes import continuation_prompt
+from storytool.llm.base import StoryLength, StoryRequest
+from storytool.llm.openai import draft_prompt
+from storytool.models import (
+    ContentEvaluation,
+    Conversation,
+    ConversationData,
+    ConversationStatus,
+    GenerationMode,
+    Rating,
+)
+
+EXPORT_BATCH_ROWS = 500
+"""Rows fetched per round trip: large enough that the export is not latency-bound, small enough
+that a batch of long stories (up to a few hundred KB each) stays a few MB."""
+
+
+class FeedbackExport:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, system_prompt: str
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._system_prompt = system_prompt
+
+    async def lines(
+        self, *, user_id: str | None, rating: Rating, since: datetime | None
+    ) -> AsyncIterator[str]:
+        """JSON lines for the verdicts of ``user_id`` (of everyone when None) with ``rating``,
+        given or changed at or after ``since``, oldest verdict first.
+
+        Opens its own session: the response streams after the request's handler has returned.
+        """
+        async with self._sessionmaker() as session:
+            rows = await session.stream(
+                _statement(user_id=user_id, rating=rating, since=since).execution_options(
+                    yield_per=EXPORT_BATCH_ROWS
+                )
+            )
+            async for user_input, tags, story, options, continued in rows:
+                if story:
+                    yield self._line(user_input, tags or [], story, options or {}, continued)
+
+    def _line(
+        self,
+        user_input: str,
+        tags: list[str],
+        story: str,
+        options: dict[str, Any],
+        continued: str | None,
+    ) -> str:
+        length = options.get("length")
+        request = StoryRequest(
+            user_input=user_input
+            if continued is None
+            else continuation_prompt(user_input, continued),
+            tags=list(tags),
+            length=_story_length(length),
+        )
+        example = {
+            "messages": [
+                {"role": "system", "content": self._system_prompt},
+                {"role": "user", "content": draft_prompt(request)},
+                {"role": "assistant", "content": story},
+            ]
+        }
+        return json.dumps(example, ensure_ascii=False) + "\n"
+
+
+def _story_length(value: object) -> StoryLength:
+    """The stored option, or the default for stories written before options were stored."""
+    if value == "short":
+        return "short"
+    if value == "long":
+        return "long"
+    return "medium"
+
+
+def _statement(*, user_id: str | None, rating: Rating, since: datetime | None) -> Select[Any]:
+    continued = aliased(ConversationData)
+    statement = (
+        select(
+            ConversationData.user_input,
+            ConversationData.tags,
+            ConversationData.story,
+            Conversation.options,
+            continued.story,
+        )
+        .join(Conversation, Conversation.id == ConversationData.conversation_id)
+        .join(ContentEvaluation, ContentEvaluation.conversation_id == Conversation.id)
+        .outerjoin(
+            continued,
+            and_(
+                Conversation.mode == GenerationMode.CONTINUE,
+                continued.conversation_id == Conversation.parent_conversation_id,
+            ),
+        )
+        .where(
+            ContentEvaluation.rating == rating,
+            Conversation.status == ConversationStatus.COMPLETED,
+        )
+        .order_by(ContentEvaluation.updated_at, ContentEvaluation.id)
+    )
+    if user_id is not None:
+        statement = statement.where(ContentEvaluation.user_id == user_id)
+    if since is not None:
+        statement = statement.where(ContentEvaluation.updated_at >= since)
+    return statement
