@@ -141,3 +141,26 @@ class TestCancelRacesCompletion:
             outcomes.add(conversation.status)
         # Both ends happen: otherwise the trigger does not race anything.
         assert outcomes == {ConversationStatus.CANCELLED, ConversationStatus.COMPLETED}
+
+
+class TestDeleteThreadAcrossReplicas:
+    async def test_deleting_through_b_stops_the_story_running_on_a_first(
+        self, pair: tuple[Replica, Replica], http: httpx.AsyncClient, database: Database
+    ):
+        a, b = pair
+        events: list[Event] = []
+        async with http.stream("POST", f"{a.url}/api/generate", json=PROMPT) as response:
+            reader = read_events(response)
+            async for event in reader:
+                events.append(event)
+                if delta_count(events) == 2:
+                    break
+            deleted = await http.delete(
+                f"{b.url}/api/deleteThread", params={"thread_id": events[0].data["thread_id"]}
+            )
+            events += [event async for event in reader]
+
+        assert deleted.status_code == 204
+        assert events[-1].event == "cancelled"
+        assert events[-1].data["partial_story"] == story_of(events)
+        assert await database.counts() == (0, 0)

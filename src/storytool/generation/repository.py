@@ -144,6 +144,19 @@ class ConversationRepository:
             .values(upstream_response_id=response_id, upstream_sequence=sequence)
         )
 
+    async def running_in_thread(self, *, user_id: str, thread_id: str) -> list[str]:
+        """The user's in-progress conversations of the thread."""
+        result = await self.session.execute(
+            select(Conversation.id)
+            .join(Thread, Thread.id == Conversation.thread_id)
+            .where(
+                Conversation.thread_id == thread_id,
+                Thread.user_id == user_id,
+                Conversation.status == ConversationStatus.IN_PROGRESS,
+            )
+        )
+        return list(result.scalars())
+
     async def running_owners(self) -> set[str]:
         """The replicas that own an in-progress conversation."""
         result = await self.session.execute(

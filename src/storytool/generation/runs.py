@@ -87,8 +87,5 @@ class RunRegistry:
     def get(self, conversation_id: str) -> Run | None:
         return self._by_conversation.get(conversation_id)
 
-    def in_thread(self, thread_id: str) -> list[Run]:
-        return [run for run in self._by_conversation.values() if run.thread_id == thread_id]
-
     def running(self) -> list[Run]:
         return list(self._by_conversation.values())

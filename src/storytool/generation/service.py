@@ -237,12 +237,15 @@ class StoryService:
         )
 
     async def cancel_thread(self, *, user_id: str, thread_id: str) -> None:
-        """Cancels every generation running in the thread (before the thread is deleted)."""
-        for run in self._runs.in_thread(thread_id):
-            if run.user_id != user_id:
-                continue
+        """Cancels every generation running in the thread (before the thread is deleted),
+        on whichever replica runs it."""
+        async with self._sessionmaker() as session:
+            running = await ConversationRepository(session).running_in_thread(
+                user_id=user_id, thread_id=thread_id
+            )
+        for conversation_id in running:
             try:
-                await self.cancel(user_id=user_id, conversation_id=run.conversation_id)
+                await self.cancel(user_id=user_id, conversation_id=conversation_id)
             except (Conflict, NotFound):
                 continue  # it ended on its own meanwhile
 
