@@ -55,6 +55,7 @@ from storytool._client.events import (
 from storytool.analysis.schemas import AnalyzeResponse
 from storytool.evaluations.schemas import Evaluation
 from storytool.generation.schemas import CancelResponse
+from storytool.llm.base import StoryLength
 from storytool.search.schemas import SearchResponse
 from storytool.threads.schemas import HistoryPage, ThreadDetail, ThreadSummary
 
@@ -144,7 +145,7 @@ class StorytoolClient:
         *,
         tags: Sequence[str] = (),
         thread_id: str | None = None,
-        length: Literal["short", "medium", "long"] = "medium",
+        length: StoryLength = "medium",
         temperature: float | None = None,
     ) -> AsyncIterator[StoryEvent]:
         """Writes a story: ``meta`` first (the thread and conversation ids), then stages,
@@ -152,16 +153,39 @@ class StorytoolClient:
         which the iterator ends. A refused request raises before the first event; a stream
         that cannot be resumed raises StreamLost (or NotFound once the server no longer keeps
         the story's events)."""
-        options: dict[str, Any] = {"length": length}
-        if temperature is not None:
-            options["temperature"] = temperature
+        body = {"user_input": user_input, "tags": list(tags), "thread_id": thread_id}
+        return self._start(body, length=length, temperature=temperature)
+
+    def regenerate(
+        self,
+        conversation_id: str,
+        *,
+        length: StoryLength = "medium",
+        temperature: float | None = None,
+    ) -> AsyncIterator[StoryEvent]:
+        """Another story for that conversation's input and tags, in its thread; the same events
+        as :meth:`generate`."""
+        body = {"mode": "regenerate", "parent_conversation_id": conversation_id}
+        return self._start(body, length=length, temperature=temperature)
+
+    def continue_story(
+        self,
+        conversation_id: str,
+        user_input: str | None = None,
+        *,
+        tags: Sequence[str] = (),
+        length: StoryLength = "medium",
+        temperature: float | None = None,
+    ) -> AsyncIterator[StoryEvent]:
+        """What comes after that conversation's (finished) story, steered by ``user_input`` if
+        given; the same events as :meth:`generate`."""
         body = {
+            "mode": "continue",
+            "parent_conversation_id": conversation_id,
             "user_input": user_input,
             "tags": list(tags),
-            "thread_id": thread_id,
-            "options": options,
         }
-        return self._follow(_Position(), first=("POST", "/api/generate", body))
+        return self._start(body, length=length, temperature=temperature)
 
     def resume(self, conversation_id: str, last_event_id: int = 0) -> AsyncIterator[StoryEvent]:
         """The events of a running (or recently ended) story after ``last_event_id``, then the
@@ -241,6 +265,15 @@ class StorytoolClient:
         return AnalyzeResponse.model_validate(response.json())
 
     # --- plumbing ------------------------------------------------------------------------------
+
+    def _start(
+        self, body: dict[str, Any], *, length: StoryLength, temperature: float | None
+    ) -> AsyncIterator[StoryEvent]:
+        options: dict[str, Any] = {"length": length}
+        if temperature is not None:
+            options["temperature"] = temperature
+        request = ("POST", "/api/generate", {**body, "options": options})
+        return self._follow(_Position(), first=request)
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         response = await self._http.request(method, url, **kwargs)

@@ -81,6 +81,34 @@ class TestGenerate:
         assert answer.partial_story.startswith(story_of(events[:-1])[:8])
 
 
+class TestVariants:
+    async def test_regenerate_and_continue_write_new_stories_in_the_same_thread(
+        self, alice: StorytoolClient
+    ):
+        first = await collect(alice.generate(PROMPT, tags=["모험"], length="short"))
+        parent = first[0].conversation_id
+
+        again = await collect(alice.regenerate(parent, length="short"))
+        more = await collect(alice.continue_story(parent, "산적이 뉘우치니", length="short"))
+
+        assert {again[0].thread_id, more[0].thread_id} == {first[0].thread_id}
+        assert isinstance(again[-1], DoneEvent)
+        assert isinstance(more[-1], DoneEvent)
+        turns = {turn.id: turn for turn in (await alice.detail(first[0].thread_id)).conversations}
+        regenerated, continued = turns[again[0].conversation_id], turns[more[0].conversation_id]
+        assert (regenerated.user_input, regenerated.tags) == (PROMPT, ["모험"])
+        assert regenerated.story == story_of(again)
+        assert continued.user_input == "산적이 뉘우치니"
+        assert continued.story == story_of(more)
+
+    async def test_regenerate_of_another_users_story_is_not_found(
+        self, alice: StorytoolClient, bob: StorytoolClient
+    ):
+        parent = (await collect(alice.generate(PROMPT, length="short")))[0].conversation_id
+        with pytest.raises(NotFound):
+            await collect(bob.regenerate(parent))
+
+
 class TestErrors:
     async def test_invalid_input_names_the_field_before_any_event(self, alice: StorytoolClient):
         with pytest.raises(InvalidInput) as raised:
