@@ -1,0 +1,244 @@
+"""The feedback export: judged, completed stories as OpenAI chat fine-tuning lines, the caller's
+own (everyone's for an admin token), streamed row by row."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
+from sqlalchemy import insert
+
+from storytool.config import AuthMode, Settings
+from storytool.db.base import new_id, utcnow
+from storytool.db.engine import create_engine, create_sessionmaker
+from storytool.evaluations.export import FeedbackExport
+from storytool.main import create_app
+from storytool.models import (
+    ContentEvaluation,
+    Conversation,
+    ConversationData,
+    ConversationStatus,
+    GenerationMode,
+    Rating,
+    Thread,
+)
+
+SYSTEM_PROMPT = "너는 조선 후기 고전 소설의 문체로 이야기를 쓰는 작가다."
+SECRET = "workflow-test-secret-0123456789abcdef"
+STORY = "화설. 옛날 남원 땅에 한 선비가 있었으니, 글을 좋아하고 사람을 아끼더라. " * 25
+"""About 1,000 characters, the size of a short story."""
+
+
+def story(number: int) -> str:
+    return f"{number}번째 이야기. {STORY}"
+
+
+async def seed(
+    url: str,
+    *,
+    user_id: str,
+    count: int,
+    rating: Rating = Rating.LIKE,
+    status: ConversationStatus = ConversationStatus.COMPLETED,
+    judged_at_offset: timedelta = timedelta(0),
+    per_thread: int = 100,
+) -> list[str]:
+    """``count`` judged conversations of ``user_id``, inserted in bulk; their ids."""
+    engine = create_engine(Settings(), url=url)
+    now = utcnow() + judged_at_offset
+    threads: list[dict[str, Any]] = []
+    conversations: list[dict[str, Any]] = []
+    data: list[dict[str, Any]] = []
+    verdicts: list[dict[str, Any]] = []
+    for number in range(count):
+        if number % per_thread == 0:
+            threads.append(
+                {"id": new_id(), "user_id": user_id, "created_at": now, "updated_at": now}
+            )
+        conversation_id = new_id()
+        conversations.append(
+            {
+                "id": conversation_id,
+                "thread_id": threads[-1]["id"],
+                "status": status,
+                "mode": GenerationMode.NEW,
+                "options": {"length": "short", "temperature": None},
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        data.append(
+            {
+                "conversation_id": conversation_id,
+                "user_input": f"{user_id}의 {number}번째 줄거리",
+                "tags": ["사랑"],
+                "story": story(number),
+            }
+        )
+        verdicts.append(
+            {
+                "id": new_id(),
+                "conversation_id": conversation_id,
+                "user_id": user_id,
+                "rating": rating,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    try:
+        async with engine.begin() as connection:
+            for table, rows in (
+                (Thread, threads),
+                (Conversation, conversations),
+                (ConversationData, data),
+                (ContentEvaluation, verdicts),
+            ):
+                await connection.execute(insert(table), rows)
+    finally:
+        await engine.dispose()
+    return [row["id"] for row in conversations]
+
+
+def checked_example(line: str) -> list[dict[str, str]]:
+    """The line's messages, once they pass OpenAI's checks for a chat fine-tuning example."""
+    example = json.loads(line)
+    assert set(example) == {"messages"}
+    messages = example["messages"]
+    assert [message["role"] for message in messages] == ["system", "user", "assistant"]
+    for message in messages:
+        assert set(message) == {"role", "content"}
+        assert isinstance(message["content"], str)
+        assert message["content"].strip()
+    return messages
+
+
+class TestMemory:
+    async def test_ten_thousand_liked_stories_stream_with_flat_memory(self, committed_url: str):
+        await seed(committed_url, user_id="alice", count=10_000)
+        await seed(committed_url, user_id="alice", count=20, rating=Rating.DISLIKE)
+        engine = create_engine(Settings(), url=committed_url)
+        export = FeedbackExport(create_sessionmaker(engine), system_prompt=SYSTEM_PROMPT)
+        streamed_bytes = 0
+        numbers: set[int] = set()
+        try:
+            tracemalloc.start()
+            async for line in export.lines(user_id="alice", rating=Rating.LIKE, since=None):
+                streamed_bytes += len(line.encode())
+                assistant = checked_example(line)[2]["content"]
+                numbers.add(int(assistant.partition("번째")[0]))
+            _now, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            await engine.dispose()
+        assert numbers == set(range(10_000))  # every liked story once, no dislike
+        # All rows at once would take more than the lines' bytes (28 MB here); the stream holds
+        # one batch of rows and one line at a time.
+        assert streamed_bytes > 25_000_000
+        assert peak < streamed_bytes / 5, (peak, streamed_bytes)
+
+
+@pytest.fixture
+def jwt_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "auth_mode": AuthMode.JWT,
+            "jwt_secret": SecretStr(SECRET),
+            "system_prompt": SYSTEM_PROMPT,
+        }
+    )
+
+
+@pytest.fixture
+async def app_client(jwt_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(jwt_settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def token(user_id: str, **claims: Any) -> dict[str, str]:
+    payload = {"sub": user_id, "exp": utcnow() + timedelta(minutes=5), **claims}
+    return {"Authorization": "Bearer " + jwt.encode(payload, SECRET, algorithm="HS256")}
+
+
+async def exported(
+    client: httpx.AsyncClient, headers: dict[str, str], **params: str
+) -> list[list[dict[str, str]]]:
+    answer = await client.get("/api/evaluations/export", params=params, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/jsonl")
+    return [checked_example(line) for line in answer.text.splitlines()]
+
+
+class TestExport:
+    async def test_each_caller_gets_their_own_and_an_admin_everyones(
+        self, app_client: httpx.AsyncClient, committed_url: str
+    ):
+        await seed(committed_url, user_id="alice", count=3)
+        await seed(committed_url, user_id="bob", count=2)
+        await seed(committed_url, user_id="alice", count=4, rating=Rating.DISLIKE)
+        await seed(committed_url, user_id="alice", count=5, status=ConversationStatus.CANCELLED)
+
+        alices = await exported(app_client, token("alice"))
+        assert sorted(messages[1]["content"] for messages in alices) == [
+            f"줄거리: alice의 {number}번째 줄거리\n태그: 사랑\n분량: 짧게, 800자 안팎으로"
+            for number in range(3)
+        ]
+        assert sorted(messages[2]["content"] for messages in alices) == [story(n) for n in range(3)]
+        assert {messages[0]["content"] for messages in alices} == {SYSTEM_PROMPT}
+        assert len(await exported(app_client, token("bob", roles=["writer"]))) == 2
+        assert len(await exported(app_client, token("carol"))) == 0
+        assert len(await exported(app_client, token("carol", roles=["admin"]))) == 5
+        assert len(await exported(app_client, token("carol", role="admin"))) == 5
+        disliked = await exported(app_client, token("alice"), rating="dislike")
+        assert len(disliked) == 4
+
+    async def test_since_keeps_only_later_verdicts(
+        self, app_client: httpx.AsyncClient, committed_url: str
+    ):
+        await seed(committed_url, user_id="alice", count=2, judged_at_offset=-timedelta(days=3))
+        await seed(committed_url, user_id="alice", count=3)
+        since = (utcnow() - timedelta(days=1)).replace(tzinfo=None).isoformat()
+        assert len(await exported(app_client, token("alice"), since=since)) == 3
+        assert len(await exported(app_client, token("alice"))) == 5
+
+    async def test_a_continuation_is_shown_with_the_end_of_the_story_it_continues(
+        self, app_client: httpx.AsyncClient, committed_url: str
+    ):
+        [parent] = await seed(committed_url, user_id="alice", count=1, rating=Rating.DISLIKE)
+        [child] = await seed(committed_url, user_id="alice", count=1)
+        engine = create_engine(Settings(), url=committed_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    Conversation.__table__.update()
+                    .where(Conversation.__table__.c.id == child)
+                    .values(mode=GenerationMode.CONTINUE, parent_conversation_id=parent)
+                )
+        finally:
+            await engine.dispose()
+
+        [messages] = await exported(app_client, token("alice"))
+
+        assert messages[1]["content"].startswith(
+            "줄거리: alice의 0번째 줄거리\n\n앞 이야기의 끝:\n"
+        )
+        assert story(0)[-200:] in messages[1]["content"]
+        assert messages[2]["content"] == story(0)
+
+    async def test_an_unknown_format_or_rating_is_invalid(self, app_client: httpx.AsyncClient):
+        for params, field in (({"format": "csv"}, "format"), ({"rating": "none"}, "rating")):
+            answer = await app_client.get(
+                "/api/evaluations/export", params=params, headers=token("alice")
+            )
+            assert answer.status_code == 422
+            assert answer.json()["error"]["field"] == field
