@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import aliased, undefer
 
 from storytool.db.base import utcnow
 from storytool.llm.base import Turn
@@ -24,6 +24,20 @@ from storytool.models import (
     Thread,
 )
 from storytool.threads.repository import ThreadRepository
+
+
+def _group_first(conversation: type[Conversation]) -> ColumnElement[str]:
+    """The first conversation of the variant group ``conversation`` belongs to, in SQL."""
+    return case(
+        (
+            and_(
+                conversation.mode == GenerationMode.REGENERATE,
+                conversation.parent_conversation_id.is_not(None),
+            ),
+            conversation.parent_conversation_id,
+        ),
+        else_=conversation.id,
+    )
 
 
 class ConversationRepository:
@@ -93,11 +107,44 @@ class ConversationRepository:
         self, *, thread_id: str, limit: int, before: Conversation | None = None
     ) -> list[Turn]:
         """The thread's latest ``limit`` turns that have a story, oldest first: the context of
-        the next one, or, with ``before``, of another take on that conversation."""
+        the next one, or, with ``before``, of another take on that conversation.
+
+        An input written several times counts once: its picked variant, or while none is
+        picked, its latest one with a story; the model should not read one scene four times.
+        """
+        other, other_data = aliased(Conversation), aliased(ConversationData)
+        preferred_sibling = (
+            select(other.id)
+            .join(other_data, other_data.conversation_id == other.id)
+            .where(
+                other.thread_id == Conversation.thread_id,
+                _group_first(other) == _group_first(Conversation),
+                other.id != Conversation.id,
+                other_data.story.is_not(None),
+                or_(
+                    other.selected,
+                    and_(
+                        ~Conversation.selected,
+                        or_(
+                            other.created_at > Conversation.created_at,
+                            and_(
+                                other.created_at == Conversation.created_at,
+                                other.id > Conversation.id,
+                            ),
+                        ),
+                    ),
+                ),
+            )
+            .correlate(Conversation)
+        )
         statement = (
             select(ConversationData.user_input, ConversationData.tags, ConversationData.story)
             .join(Conversation, Conversation.id == ConversationData.conversation_id)
-            .where(Conversation.thread_id == thread_id, ConversationData.story.is_not(None))
+            .where(
+                Conversation.thread_id == thread_id,
+                ConversationData.story.is_not(None),
+                ~preferred_sibling.exists(),
+            )
             .order_by(Conversation.created_at.desc(), Conversation.id.desc())
             .limit(limit)
         )
