@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
@@ -14,8 +14,19 @@ import uvicorn
 from pydantic import ValidationError
 from rich.progress import MofNCompleteColumn, Progress
 
+from storytool.client import (
+    CancelledEvent,
+    DeltaEvent,
+    ErrorEvent,
+    MetaEvent,
+    RecommendationsEvent,
+    StorytoolClient,
+    StorytoolClientError,
+    TitleEvent,
+)
 from storytool.config import Settings, describe_settings_error
 from storytool.db import migrations
+from storytool.llm.base import StoryLength
 from storytool.logging import logging_config
 from storytool.search.builder import CorpusError, build_index
 from storytool.search.embedders import EmbeddingError, build_embedder
@@ -73,78 +84,6 @@ def db_upgrade(
     typer.echo(f"database at {revision}")
 
 
-@app.command()
-def generate(
-    prompt: Annotated[str, typer.Argument(help="What the story is about.")],
-    url: Annotated[str, typer.Option(help="A running Storytool server.")] = "http://127.0.0.1:8000",
-    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for several.")] = None,
-    thread_id: Annotated[str | None, typer.Option(help="Continue this thread.")] = None,
-    length: Annotated[str, typer.Option(help="short, medium or long.")] = "medium",
-    user: Annotated[str | None, typer.Option(help="X-User-Id (auth_mode=header).")] = None,
-    token: Annotated[
-        str | None, typer.Option(help="Bearer token (auth_mode=jwt).", envvar="STORYTOOL_TOKEN")
-    ] = None,
-) -> None:
-    """Stream a story from a running server to the terminal (story on stdout, the rest on
-    stderr)."""
-    body: dict[str, object] = {
-        "user_input": prompt,
-        "tags": tag or [],
-        "thread_id": thread_id,
-        "options": {"length": length},
-    }
-    headers = {"X-User-Id": user} if user else {}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        code = asyncio.run(_stream_story(url, body, headers))
-    except httpx.HTTPError as exc:
-        typer.echo(f"cannot reach {url}: {exc}", err=True)
-        code = 1
-    raise typer.Exit(code=code)
-
-
-async def _stream_story(url: str, body: dict[str, object], headers: dict[str, str]) -> int:
-    timeout = httpx.Timeout(30.0, read=None)  # a story streams for as long as it takes
-    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
-        async with client.stream("POST", "/api/generate", json=body, headers=headers) as response:
-            if response.status_code != 200:
-                await response.aread()
-                typer.echo(f"refused ({response.status_code}): {response.text}", err=True)
-                return 1
-            event = ""
-            async for line in response.aiter_lines():
-                if line.startswith("event:"):
-                    event = line.removeprefix("event:").strip()
-                elif line.startswith("data:"):
-                    code = _show(event, json.loads(line.removeprefix("data:")))
-                    if code is not None:
-                        return code
-    typer.echo("\nthe stream ended without a final event", err=True)
-    return 1
-
-
-def _show(event: str, data: dict[str, Any]) -> int | None:
-    """Prints one event; the exit code once the stream has ended."""
-    if event == "delta":
-        typer.echo(data["text"], nl=False)
-    elif event == "meta":
-        typer.echo(f"thread {data['thread_id']}", err=True)
-    elif event == "title":
-        typer.echo(f"\n\n《{data['title']}》")
-    elif event == "recommendations":
-        typer.echo("".join(f"\n· {item}" for item in data["items"]))
-    elif event == "done":
-        return 0
-    elif event == "cancelled":
-        typer.echo("\n[cancelled]", err=True)
-        return 1
-    elif event == "error":
-        typer.echo(f"\n[error {data['code']}] {data['message']}", err=True)
-        return 1
-    return None
-
-
 async def _build_index(settings: Settings, corpus: Path, name: str) -> Manifest:
     embedder = build_embedder(settings)
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
@@ -189,3 +128,70 @@ def index_build(
         f"({manifest.dimension}-d, {manifest.index_type}) in {manifest.build_seconds} s "
         f"-> {settings.index_dir / name}.faiss"
     )
+
+
+class StoryLengthChoice(StrEnum):
+    SHORT = "short"
+    MEDIUM = "medium"
+    LONG = "long"
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the story is about.")],
+    url: Annotated[str, typer.Option(help="A running Storytool server.")] = "http://127.0.0.1:8000",
+    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for several.")] = None,
+    thread_id: Annotated[str | None, typer.Option(help="Continue this thread.")] = None,
+    length: Annotated[
+        StoryLengthChoice, typer.Option(help="Story length.")
+    ] = StoryLengthChoice.MEDIUM,
+    user: Annotated[str | None, typer.Option(help="X-User-Id (auth_mode=header).")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token (auth_mode=jwt).", envvar="STORYTOOL_TOKEN")
+    ] = None,
+) -> None:
+    """Stream a story from a running server to the terminal (story on stdout, the rest on
+    stderr)."""
+    try:
+        code = asyncio.run(
+            _stream_story(url, prompt, tag or [], thread_id, length.value, user, token)
+        )
+    except httpx.TransportError as exc:
+        typer.echo(f"cannot reach {url}: {exc}", err=True)
+        code = 1
+    except StorytoolClientError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        code = 1
+    raise typer.Exit(code=code)
+
+
+async def _stream_story(
+    url: str,
+    prompt: str,
+    tags: list[str],
+    thread_id: str | None,
+    length: StoryLength,
+    user: str | None,
+    token: str | None,
+) -> int:
+    """Prints the story as it streams (resumed by the client if the connection drops); the
+    exit code."""
+    async with StorytoolClient(url, user_id=user, token=token) as client:
+        stream = client.generate(prompt, tags=tags, thread_id=thread_id, length=length)
+        async for event in stream:
+            match event:
+                case MetaEvent():
+                    typer.echo(f"thread {event.thread_id}", err=True)
+                case DeltaEvent():
+                    typer.echo(event.text, nl=False)
+                case TitleEvent():
+                    typer.echo(f"\n\n《{event.title}》")
+                case RecommendationsEvent():
+                    typer.echo("".join(f"\n· {item}" for item in event.items))
+                case CancelledEvent():
+                    typer.echo("\n[cancelled]", err=True)
+                    return 1
+                case ErrorEvent():
+                    typer.echo(f"\n[error {event.code}] {event.message}", err=True)
+                    return 1
+    return 0

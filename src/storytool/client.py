@@ -324,6 +324,9 @@ class StorytoolClient:
                         yield event
                         if is_terminal(event):
                             return
+            except httpx.ConnectError:
+                if position.conversation_id is None:
+                    raise  # the request never reached the server: no story was started
             except _DROPS:
                 pass
             except (ServerError, ServiceUnavailable):
