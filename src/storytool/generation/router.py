@@ -49,6 +49,7 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     response_class=EventSourceResponse,
     responses={
         **_STREAM,
+        409: {"description": "continue: the parent's story is still being written, or empty"},
         429: {"description": "Too many generations running for this user"},
         503: {"description": "The server runs as many generations as it can"},
     },
@@ -56,8 +57,10 @@ _STREAM: dict[int | str, dict[str, Any]] = {
 async def generate(
     body: GenerateRequest, user_id: UserDep, stories: StoryServiceDep
 ) -> EventSourceResponse:
-    """Writes a story and streams it. The thread (when none is given) and the conversation are
-    stored before the first byte; the story is written on even if the client leaves."""
+    """Writes a story and streams it: for a new input, another variant of an earlier one
+    (``regenerate``), or more of an earlier story (``continue``). The thread (when none is given)
+    and the conversation are stored before the first byte; the story is written on even if the
+    client leaves."""
     started = await stories.start(user_id=user_id, request=body)
     return _stream(stories, stories.stream(started.conversation_id))
 
