@@ -167,7 +167,9 @@ class Settings(BaseSettings):
     )
     hnsw_m: PositiveInt = Field(default=32, description="HNSW links per vector.")
     hnsw_ef_construction: PositiveInt = Field(default=80, description="HNSW build breadth.")
-    hnsw_ef_search: PositiveInt = Field(default=64, description="HNSW search breadth.")
+    hnsw_ef_search: PositiveInt = Field(
+        default=128, description="HNSW search breadth: higher finds more, slower (bench/README.md)."
+    )
     max_query_chars: PositiveInt = Field(default=1000, description="Longest search query.")
     index_reload_interval_s: PositiveFloat = Field(
         default=5.0, description="How often the index files are checked for a rebuild to swap in."
