@@ -391,15 +391,6 @@ async def run_scenario(scenario: Scenario, database_url: str) -> dict[str, Measu
             process.wait(timeout=30)
 
 
-async def _admin(url: str, statement: str) -> None:
-    engine = create_engine(Settings(), url=url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @asynccontextmanager
 async def sqlite_database() -> AsyncIterator[str]:
     with tempfile.TemporaryDirectory() as folder:
@@ -409,18 +400,24 @@ async def sqlite_database() -> AsyncIterator[str]:
 @asynccontextmanager
 async def mariadb_database(admin_url: str) -> AsyncIterator[str]:
     """A database of its own on the server behind ``admin_url``, dropped at the end."""
-    drop = f"DROP DATABASE IF EXISTS `{MARIADB_DATABASE}`"
-    await _admin(admin_url, drop)
-    await _admin(
-        admin_url,
-        f"CREATE DATABASE `{MARIADB_DATABASE}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-    )
+    admin = create_engine(Settings(), url=admin_url)
+    drop = text(f"DROP DATABASE IF EXISTS `{MARIADB_DATABASE}`")
     try:
+        async with admin.begin() as connection:
+            await connection.execute(drop)
+            await connection.execute(
+                text(
+                    f"CREATE DATABASE `{MARIADB_DATABASE}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            )
         yield (
             make_url(admin_url).set(database=MARIADB_DATABASE).render_as_string(hide_password=False)
         )
     finally:
-        await _admin(admin_url, drop)
+        async with admin.begin() as connection:
+            await connection.execute(drop)
+        await admin.dispose()
 
 
 async def main_async(quick: bool, database: str, admin_url: str) -> None:
