@@ -98,7 +98,7 @@ def replica_env(
         "STORYTOOL_INDEX_DIR": str(tmp_path / "indexes"),
         "STORYTOOL_LLM_PROVIDER": "offline",
         "STORYTOOL_OFFLINE_CHARS_PER_SECOND": "150",
-        "STORYTOOL_INSTANCE_LEASE_S": "1.5",
+        "STORYTOOL_INSTANCE_LEASE_S": "3",
         "STORYTOOL_INSTANCE_HEARTBEAT_S": "0.3",
         "STORYTOOL_RATE_LIMIT": "100000/minute",
         "STORYTOOL_MAX_RUNNING_PER_USER": "100",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -40,6 +41,8 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from storytool.generation.schemas import Cancelled, Done, Error, EventPayload
+
+logger = logging.getLogger("storytool.generation")
 
 TERMINAL_EVENTS = frozenset({Done.event, Cancelled.event, Error.event})
 
@@ -201,20 +204,30 @@ class RedisEventLog:
         await self._redis.delete(self._key(conversation_id))
 
     async def append(self, conversation_id: str, payload: EventPayload) -> int:
-        event_id = self._next[conversation_id]
+        """As :meth:`EventLog.append`; 0 (nothing written) once another replica has ended the
+        log, having taken this one for dead (:meth:`end`)."""
+        event_id = self._next.get(conversation_id)
+        if event_id is None:
+            return 0
         self._next[conversation_id] = event_id + 1
         logged = LoggedEvent(id=event_id, event=payload.event, data=payload.model_dump_json())
         key = self._key(conversation_id)
         fields = _fields(logged)
         entry = f"{event_id}-0"
-        if event_id > 1 and not logged.terminal:  # the hot path: one round trip per delta
-            await self._redis.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
-            return event_id
-        expiry = self._retention_ms if logged.terminal else self._running_ttl_ms
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
-            pipe.pexpire(key, expiry)
-            await pipe.execute()
+        try:
+            if event_id > 1 and not logged.terminal:  # the hot path: one round trip per delta
+                await self._redis.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
+                return event_id
+            expiry = self._retention_ms if logged.terminal else self._running_ttl_ms
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
+                pipe.pexpire(key, expiry)
+                await pipe.execute()
+        except ResponseError:
+            # The id is taken: another replica ended the log; its readers have their end.
+            logger.warning("the events of %s were ended by another replica", conversation_id)
+            del self._next[conversation_id]
+            return 0
         if logged.terminal:
             del self._next[conversation_id]
         return event_id

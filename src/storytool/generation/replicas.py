@@ -44,6 +44,7 @@ class Replicas:
         prefix: str,
         instance_id: str,
         lease_s: float,
+        heartbeat_s: float,
         ack_timeout_s: float,
         on_cancel: Callable[[str], None],
     ) -> None:
@@ -51,10 +52,12 @@ class Replicas:
         self._prefix = prefix
         self.instance_id = instance_id
         self._lease_ms = max(1, int(lease_s * 1000))
+        self._heartbeat_s = heartbeat_s
         self._ack_timeout_s = ack_timeout_s
         self._on_cancel = on_cancel
         self._acks: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
     def _inbox(self, instance_id: str) -> str:
@@ -64,13 +67,23 @@ class Replicas:
         return f"{self._prefix}:instance:{instance_id}"
 
     async def start(self) -> None:
-        """Takes the lease and listens to the inbox before the first request is served."""
-        await self.renew()
+        """Takes the lease and listens to the inbox before the first request is served; the
+        lease is renewed on its own beat, so slow recovery work cannot let it lapse."""
+        await self._renew()
         self._listener = asyncio.create_task(self._listen(), name="replica-inbox")
+        self._heartbeat = asyncio.create_task(self._beat(), name="replica-lease")
         await self._subscribed.wait()
 
-    async def renew(self) -> None:
+    async def _renew(self) -> None:
         await self._redis.set(self._lease(self.instance_id), "1", px=self._lease_ms)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._renew()
+            except (RedisError, OSError):
+                logger.warning("could not renew the lease of %s", self.instance_id, exc_info=True)
 
     async def dead(self, instance_ids: Iterable[str]) -> set[str]:
         """Those of ``instance_ids`` whose lease has expired."""
@@ -141,9 +154,10 @@ class Replicas:
     async def aclose(self) -> None:
         """Stops listening and gives up the lease: a replica that stopped cleanly has saved its
         stories, so there is nothing for the others to recover."""
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        tasks = [task for task in (self._listener, self._heartbeat) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await self._redis.delete(self._lease(self.instance_id))
         except RedisError:

@@ -78,6 +78,7 @@ class StoryService:
                 prefix=settings.redis_prefix,
                 instance_id=instance_id,
                 lease_s=settings.instance_lease_s,
+                heartbeat_s=settings.instance_heartbeat_s,
                 ack_timeout_s=settings.cancel_ack_timeout_s,
                 on_cancel=self._stop_local,
             )
@@ -103,12 +104,23 @@ class StoryService:
                 "(instance %s)",
                 self.instance_id,
             )
+        else:
+            await self._replicas.start()
+            logger.info(
+                "replica %s: cancels and event streams shared through Redis", self.instance_id
+            )
+        try:
             await self._recover(starting=True)
-            return
-        await self._replicas.start()
-        logger.info("replica %s: cancels and event streams shared through Redis", self.instance_id)
-        await self._recover(starting=True)
-        self._keeper = asyncio.create_task(self._keep(), name="replica-lease")
+            recovered = True
+        except Exception:  # the database away at start-up must not keep the app from serving
+            logger.warning(
+                "start-up recovery failed; trying again in the background", exc_info=True
+            )
+            recovered = False
+        if self._replicas is not None or not recovered:
+            self._keeper = asyncio.create_task(
+                self._keep(until_done=self._replicas is None), name="stories-recovery"
+            )
 
     async def start(self, *, user_id: str, request: GenerateRequest) -> Started:
         """Validates, stores the thread and conversation in one transaction, and starts the task.
@@ -310,16 +322,18 @@ class StoryService:
             if event.terminal:
                 return
 
-    async def _keep(self) -> None:
-        """Renews the lease and ends the stories of replicas that lost theirs."""
-        assert self._replicas is not None
+    async def _keep(self, *, until_done: bool) -> None:
+        """Ends the stories of replicas that lost their lease, every heartbeat; alone (no
+        Redis), only until the start-up recovery the database was away for has run."""
         while True:
             await asyncio.sleep(self._settings.instance_heartbeat_s)
             try:
-                await self._replicas.renew()
                 await self._recover()
             except Exception:  # Redis or the database away: try again at the next beat
-                logger.warning("replica heartbeat failed", exc_info=True)
+                logger.warning("recovery of stopped replicas' stories failed", exc_info=True)
+                continue
+            if until_done:
+                return
 
     async def _recover(self, *, starting: bool = False) -> None:
         """Ends the stories of replicas that are gone. At start-up that includes this replica's
