@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storytool.config import EmbedderKind, LLMProvider, Settings
 from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.main import create_app
 from storytool.search.index import Manifest
-from storytool.search.service import build_search_service
+from storytool.search.service import SearchService, build_search_service
 from tests.fakes.openai_server import FakeOpenAI
 from tests.search.conftest import SAMPLE_CORPUS, build, open_client
 
@@ -184,36 +186,36 @@ class TestHotSwap:
 
 
 class TestNearestTexts:
-    async def test_the_story_generator_gets_the_texts_nearest_its_prompt(
+    @pytest.fixture
+    async def service(
         self, search_settings: Settings
-    ):
-        await build(search_settings)
+    ) -> AsyncIterator[tuple[SearchService, AsyncSession]]:
         service = build_search_service(search_settings)
         await service.start()
         engine = create_engine(search_settings)
         try:
             async with create_sessionmaker(engine)() as session:
-                texts = await service.nearest_texts(session, "나무꾼과 호랑이 형님", k=2)
-                blank = await service.nearest_texts(session, "  ")
+                yield service, session
         finally:
             await service.aclose()
             await engine.dispose()
+
+    async def test_the_story_generator_gets_the_texts_nearest_its_prompt(
+        self, search_settings: Settings, service: tuple[SearchService, AsyncSession]
+    ):
+        search, session = service
+        await build(search_settings)
+        assert await search.reload()
+        texts = await search.nearest_texts(session, "나무꾼과 호랑이 형님", k=2)
         assert len(texts) == 2
         assert texts[0].startswith("화설 깊은 산골에 늙은 나무꾼이")
-        assert blank == []
+        assert await search.nearest_texts(session, "  ") == []
 
     async def test_without_an_index_a_story_gets_no_passages_rather_than_an_error(
-        self, search_settings: Settings
+        self, service: tuple[SearchService, AsyncSession]
     ):
-        service = build_search_service(search_settings)
-        await service.start()
-        engine = create_engine(search_settings)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                assert await service.nearest_texts(session, "호랑이") == []
-        finally:
-            await service.aclose()
-            await engine.dispose()
+        search, session = service
+        assert await search.nearest_texts(session, "호랑이") == []
 
 
 class TestModelRecommendations:
