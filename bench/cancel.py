@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.cancel --quick    # 30, a smoke run
 
 Each setup runs real app processes (``uvicorn --factory storytool.main:create_app``) on loopback
-on their own MariaDB database, with the offline provider streaming at 200 characters a second:
+on their own MariaDB database, with the offline provider streaming at 100 characters a second:
 
   one process   no Redis: the cancel reaches the task in the same process
   two replicas  Redis (a key prefix of its own): the story runs on A, the cancel is sent to B,
@@ -162,7 +162,7 @@ def report(name: str, results: Results) -> str:
 
 @asynccontextmanager
 async def database() -> AsyncIterator[str]:
-    async with mariadb_database(MARIADB_ADMIN_URL) as url:
+    async with mariadb_database(MARIADB_ADMIN_URL, "storytool_bench_cancel") as url:
         await upgrade(url)
         yield url
 
@@ -178,7 +178,7 @@ async def main_async(cancels: int, streams: int) -> None:
                 "STORYTOOL_DATA_DIR": folder,
                 "STORYTOOL_INDEX_DIR": folder,
                 "STORYTOOL_LLM_PROVIDER": "offline",
-                "STORYTOOL_OFFLINE_CHARS_PER_SECOND": "200",
+                "STORYTOOL_OFFLINE_CHARS_PER_SECOND": "100",
                 "STORYTOOL_RATE_LIMIT": "1000000/minute",
                 "STORYTOOL_MAX_RUNNING_PER_USER": "1000",
             }

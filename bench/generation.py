@@ -398,22 +398,18 @@ async def sqlite_database() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def mariadb_database(admin_url: str) -> AsyncIterator[str]:
-    """A database of its own on the server behind ``admin_url``, dropped at the end."""
+async def mariadb_database(admin_url: str, name: str = MARIADB_DATABASE) -> AsyncIterator[str]:
+    """A database of its own (``name``: one per benchmark, so two can run at once) on the
+    server behind ``admin_url``, dropped at the end."""
     admin = create_engine(Settings(), url=admin_url)
-    drop = text(f"DROP DATABASE IF EXISTS `{MARIADB_DATABASE}`")
+    drop = text(f"DROP DATABASE IF EXISTS `{name}`")
     try:
         async with admin.begin() as connection:
             await connection.execute(drop)
             await connection.execute(
-                text(
-                    f"CREATE DATABASE `{MARIADB_DATABASE}` "
-                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
+                text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
             )
-        yield (
-            make_url(admin_url).set(database=MARIADB_DATABASE).render_as_string(hide_password=False)
-        )
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         async with admin.begin() as connection:
             await connection.execute(drop)

@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from redis import Redis
 
-from tests.generation.conftest import Database
+from tests.generation.conftest import Database, Event, read_events
 from tests.subprocesses import free_port, wait_for_port
 
 REDIS_URL = os.environ.get("STORYTOOL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -140,3 +141,31 @@ async def database(committed_url: str) -> AsyncIterator[Database]:
     database = Database(committed_url)
     yield database
     await database.engine.dispose()
+
+
+def deltas(count: int) -> Callable[[list[Event]], bool]:
+    return lambda events: sum(event.event == "delta" for event in events) == count
+
+
+async def generate_then(
+    http: httpx.AsyncClient,
+    replica: Replica,
+    ready: Callable[[list[Event]], bool],
+    act: Callable[[list[Event]], Awaitable[httpx.Response]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> tuple[list[Event], httpx.Response | None]:
+    """Starts a story on ``replica`` and reads it until ``ready(events so far)``. Then, with
+    ``act``, does it (a cancel, a delete: its answer is returned) and reads the stream to its
+    end; without, leaves (the story goes on being written)."""
+    events: list[Event] = []
+    answer = None
+    async with http.stream("POST", f"{replica.url}/api/generate", json=body or PROMPT) as response:
+        reader = read_events(response)
+        async for event in reader:
+            events.append(event)
+            if ready(events):
+                break
+        if act is not None:
+            answer = await act(events)
+            events += [event async for event in reader]
+    return events, answer

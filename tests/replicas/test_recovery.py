@@ -11,7 +11,7 @@ import httpx
 
 from storytool.models import ConversationStatus, StopReason
 from tests.generation.conftest import Database, Event, read_events, settled, story_of
-from tests.replicas.conftest import PROMPT, Replica, mariadb
+from tests.replicas.conftest import PROMPT, Replica, deltas, generate_then, mariadb
 
 pytestmark = mariadb
 
@@ -20,15 +20,10 @@ SLOW = {"STORYTOOL_OFFLINE_CHARS_PER_SECOND": "40"}
 LONG = {**PROMPT, "options": {"length": "long"}}
 
 
-async def begin(http: httpx.AsyncClient, replica: Replica, deltas: int) -> list[Event]:
-    """Starts a long story on ``replica`` and leaves after its ``deltas``-th delta (the story
+async def begin(http: httpx.AsyncClient, replica: Replica, count: int) -> list[Event]:
+    """Starts a long story on ``replica`` and leaves after its ``count``-th delta (the story
     goes on being written)."""
-    events: list[Event] = []
-    async with http.stream("POST", f"{replica.url}/api/generate", json=LONG) as response:
-        async for event in read_events(response):
-            events.append(event)
-            if sum(seen.event == "delta" for seen in events) == deltas:
-                break
+    events, _ = await generate_then(http, replica, deltas(count), body=LONG)
     return events
 
 

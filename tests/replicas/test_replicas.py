@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from storytool.models import ConversationStatus, StopReason
 from tests.generation.conftest import Database, Event, read_events, story_of
-from tests.replicas.conftest import PROMPT, Replica, mariadb
+from tests.replicas.conftest import PROMPT, Replica, deltas, generate_then, mariadb
 
 pytestmark = mariadb
-
-
-def delta_count(events: list[Event]) -> int:
-    return sum(event.event == "delta" for event in events)
 
 
 class TestCancelAcrossReplicas:
@@ -23,19 +20,10 @@ class TestCancelAcrossReplicas:
         self, pair: tuple[Replica, Replica], http: httpx.AsyncClient, database: Database
     ):
         a, b = pair
-        events: list[Event] = []
-        async with http.stream("POST", f"{a.url}/api/generate", json=PROMPT) as response:
-            reader = read_events(response)
-            async for event in reader:
-                events.append(event)
-                if delta_count(events) == 3:
-                    break
-            conversation_id = events[0].data["conversation_id"]
-            answer = await http.post(
-                f"{b.url}/api/cancelGeneration", json={"conversation_id": conversation_id}
-            )
-            events += [event async for event in reader]
+        events, answer = await generate_then(http, a, deltas(3), cancel_through(http, b))
+        conversation_id = events[0].data["conversation_id"]
 
+        assert answer is not None
         assert answer.status_code == 200
         body = answer.json()
         assert body["status"] == "cancelled"
@@ -62,12 +50,7 @@ class TestCancelAcrossReplicas:
         self, pair: tuple[Replica, Replica], http: httpx.AsyncClient, database: Database
     ):
         a, b = pair
-        before: list[Event] = []
-        async with http.stream("POST", f"{a.url}/api/generate", json=PROMPT) as response:
-            async for event in read_events(response):
-                before.append(event)
-                if delta_count(before) == 3:
-                    break
+        before, _ = await generate_then(http, a, deltas(3))
         conversation_id = before[0].data["conversation_id"]
         async with http.stream(
             "GET",
@@ -90,23 +73,35 @@ RACE_TRIGGERS = [("refine", "done"), ("title", "started"), ("recommend", "starte
 saved as completed, so the cancel and the completion commit within milliseconds of each other."""
 
 
+def cancel_through(
+    http: httpx.AsyncClient, replica: Replica
+) -> Callable[[list[Event]], Awaitable[httpx.Response]]:
+    async def cancel(events: list[Event]) -> httpx.Response:
+        conversation_id = events[0].data["conversation_id"]
+        return await http.post(
+            f"{replica.url}/api/cancelGeneration", json={"conversation_id": conversation_id}
+        )
+
+    return cancel
+
+
+def at_stage(trigger: tuple[str, str]) -> Callable[[list[Event]], bool]:
+    def ready(events: list[Event]) -> bool:
+        event = events[-1]
+        return event.event == "stage" and (event.data["name"], event.data["status"]) == trigger
+
+    return ready
+
+
 async def _race_once(
     http: httpx.AsyncClient, owner: Replica, other: Replica, trigger: tuple[str, str]
 ) -> tuple[str, list[Event], httpx.Response]:
-    events: list[Event] = []
     body: dict[str, Any] = {**PROMPT, "options": {"length": "short"}}
-    async with http.stream("POST", f"{owner.url}/api/generate", json=body) as response:
-        reader = read_events(response)
-        async for event in reader:
-            events.append(event)
-            if event.event == "stage" and (event.data["name"], event.data["status"]) == trigger:
-                break
-        conversation_id = events[0].data["conversation_id"]
-        answer = await http.post(
-            f"{other.url}/api/cancelGeneration", json={"conversation_id": conversation_id}
-        )
-        events += [event async for event in reader]
-    return conversation_id, events, answer
+    events, answer = await generate_then(
+        http, owner, at_stage(trigger), cancel_through(http, other), body
+    )
+    assert answer is not None
+    return events[0].data["conversation_id"], events, answer
 
 
 class TestCancelRacesCompletion:
@@ -148,18 +143,14 @@ class TestDeleteThreadAcrossReplicas:
         self, pair: tuple[Replica, Replica], http: httpx.AsyncClient, database: Database
     ):
         a, b = pair
-        events: list[Event] = []
-        async with http.stream("POST", f"{a.url}/api/generate", json=PROMPT) as response:
-            reader = read_events(response)
-            async for event in reader:
-                events.append(event)
-                if delta_count(events) == 2:
-                    break
-            deleted = await http.delete(
-                f"{b.url}/api/deleteThread", params={"thread_id": events[0].data["thread_id"]}
-            )
-            events += [event async for event in reader]
 
+        async def delete(events: list[Event]) -> httpx.Response:
+            thread_id = events[0].data["thread_id"]
+            return await http.delete(f"{b.url}/api/deleteThread", params={"thread_id": thread_id})
+
+        events, deleted = await generate_then(http, a, deltas(2), delete)
+
+        assert deleted is not None
         assert deleted.status_code == 204
         assert events[-1].event == "cancelled"
         assert events[-1].data["partial_story"] == story_of(events)
