@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -24,8 +25,8 @@ class EvaluationRepository:
         user_id: str,
         rating: Rating,
         comment: str | None,
-        reasons: list[str],
-        produced_by: dict[str, Any],
+        reasons: Sequence[str] = (),
+        produced_by: dict[str, Any] | None = None,
     ) -> ContentEvaluation:
         """Inserts the verdict or replaces the user's earlier one, in one statement, so two
         concurrent submissions cannot both insert."""
@@ -36,7 +37,7 @@ class EvaluationRepository:
             "user_id": user_id,
             "rating": rating,
             "comment": comment,
-            "reasons": reasons,
+            "reasons": list(reasons),
             "produced_by": produced_by,
             "created_at": now,
             "updated_at": now,
@@ -44,7 +45,7 @@ class EvaluationRepository:
         changes = {
             "rating": rating,
             "comment": comment,
-            "reasons": reasons,
+            "reasons": list(reasons),
             "produced_by": produced_by,
             "updated_at": now,
         }
