@@ -1,5 +1,6 @@
 """Variants and feedback: how each conversation came to be (new, regenerate, continue), its parent
-and whether it is its group's pick; an evaluation's reason tags and what produced the story.
+and whether it is its group's pick; an evaluation's reason tags and what produced the story, and
+the index the feedback export reads by.
 
 Revision ID: 0002_variants_and_feedback
 Revises: 0001_initial
@@ -30,6 +31,11 @@ _PARENT_FK_SQL = (
 def upgrade() -> None:
     op.add_column("content_evaluation", sa.Column("reasons", JSONType, nullable=True))
     op.add_column("content_evaluation", sa.Column("produced_by", JSONType, nullable=True))
+    op.create_index(
+        "ix_content_evaluation_user_id_rating_updated_at",
+        "content_evaluation",
+        ["user_id", "rating", "updated_at"],
+    )
     op.add_column(
         "conversations",
         sa.Column("mode", sa.String(length=16), server_default="new", nullable=False),
@@ -66,6 +72,9 @@ def downgrade() -> None:
     op.drop_index("ix_conversations_parent_conversation_id", table_name="conversations")
     for column in ("parent_conversation_id", "options", "selected", "mode"):
         op.drop_column("conversations", column)
+    op.drop_index(
+        "ix_content_evaluation_user_id_rating_updated_at", table_name="content_evaluation"
+    )
     op.drop_column("content_evaluation", "produced_by")
     op.drop_column("content_evaluation", "reasons")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storytool.db.base import (
@@ -32,6 +32,8 @@ class ContentEvaluation(TimestampMixin, Base):
     __tablename__ = "content_evaluation"
     __table_args__ = (
         UniqueConstraint("conversation_id", "user_id"),
+        # The feedback export walks one user's verdicts of one rating in the order they were given.
+        Index("ix_content_evaluation_user_id_rating_updated_at", "user_id", "rating", "updated_at"),
         MYSQL_TABLE_ARGS,
     )
 
