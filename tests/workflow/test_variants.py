@@ -131,6 +131,16 @@ class TestVariants:
         assert sorted(statuses.values()) == ["cancelled", "completed", "completed"]
         assert await settled(database, first) == "completed"
 
+    async def test_a_cancelled_continuation_shows_its_own_input_not_the_story_it_read(
+        self, alice: httpx.AsyncClient
+    ):
+        _thread_id, first = ids_of(await write(alice, {"user_input": PROMPT}))
+        body = {"mode": "continue", "parent_conversation_id": first, "user_input": "밤이 깊으니"}
+        events, answer = await cancel_when(alice, body, deltas(1))
+        assert events[-1].event == "cancelled"
+        assert events[-1].data["user_input"] == "밤이 깊으니"
+        assert answer.json()["user_input"] == "밤이 깊으니"
+
     async def test_the_pick_is_one_per_input_and_shown_in_the_detail(
         self, alice: httpx.AsyncClient, bob: httpx.AsyncClient
     ):

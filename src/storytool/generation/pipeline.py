@@ -87,6 +87,13 @@ class Job:
     conversation_id: str
     request: StoryRequest
     remote_conversation_id: str | None = None
+    stored_input: str | None = None
+    """The input as stored, when the model reads more than that (a continuation also reads the
+    end of the story it continues); events show this one."""
+
+    @property
+    def shown_input(self) -> str:
+        return self.request.user_input if self.stored_input is None else self.stored_input
 
 
 @asynccontextmanager
@@ -316,7 +323,7 @@ class Pipeline:
         terminal: EventPayload
         if status is ConversationStatus.CANCELLED:
             terminal = Cancelled(
-                user_input=job.request.user_input,
+                user_input=job.shown_input,
                 tags=job.request.tags,
                 partial_story=progress.partial_story,
             )
@@ -427,7 +434,7 @@ class Pipeline:
         """The terminal event for a status another party set first (a cancel beat completion)."""
         if status is ConversationStatus.CANCELLED:
             return Cancelled(
-                user_input=job.request.user_input,
+                user_input=job.shown_input,
                 tags=job.request.tags,
                 partial_story=progress.partial_story,
             )

@@ -155,6 +155,7 @@ class StoryService:
                 conversation_id=conversation.id,
                 request=plan.story_request,
                 remote_conversation_id=plan.remote_conversation_id,
+                stored_input=plan.user_input,
             )
             await self._events.open(conversation.id)
             await self._events.append(
