@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from storytool.db.base import utcnow
+from storytool.config import Settings
+from storytool.db.base import new_id, utcnow
+from storytool.db.engine import create_engine
 from storytool.generation.repository import ConversationRepository
-from storytool.models import Conversation, Thread
+from storytool.models import (
+    ContentEvaluation,
+    Conversation,
+    ConversationData,
+    ConversationStatus,
+    GenerationMode,
+    Rating,
+    Thread,
+)
 
 
 async def create_thread(
@@ -43,3 +54,104 @@ async def create_conversation(
         setattr(conversation, name, value)
     await session.flush()
     return conversation
+
+
+STORY = "화설. 옛날 남원 땅에 한 선비가 있었으니, 글을 좋아하고 사람을 아끼더라. " * 25
+"""About 1,000 characters, the size of a short story."""
+
+
+def judged_story(number: int) -> str:
+    return f"{number}번째 이야기. {STORY}"
+
+
+async def seed_judged(
+    url: str,
+    *,
+    user_id: str,
+    count: int,
+    rating: Rating = Rating.LIKE,
+    status: ConversationStatus = ConversationStatus.COMPLETED,
+    judged_at_offset: timedelta = timedelta(0),
+    per_thread: int = 100,
+    batch: int = 5_000,
+) -> list[str]:
+    """``count`` judged conversations of ``user_id`` with the stories ``judged_story(n)``,
+    committed in bulk a batch at a time (the feedback export's tests and bench); their ids."""
+    engine = create_engine(Settings(), url=url)
+    now = utcnow() + judged_at_offset
+    ids: list[str] = []
+    try:
+        for start in range(0, count, batch):
+            numbers = range(start, min(count, start + batch))
+            ids += await _insert_judged(
+                engine,
+                numbers,
+                user_id=user_id,
+                rating=rating,
+                status=status,
+                now=now,
+                per_thread=per_thread,
+            )
+    finally:
+        await engine.dispose()
+    return ids
+
+
+async def _insert_judged(
+    engine: AsyncEngine,
+    numbers: range,
+    *,
+    user_id: str,
+    rating: Rating,
+    status: ConversationStatus,
+    now: datetime,
+    per_thread: int,
+) -> list[str]:
+    threads: list[dict[str, Any]] = []
+    conversations: list[dict[str, Any]] = []
+    data: list[dict[str, Any]] = []
+    verdicts: list[dict[str, Any]] = []
+    for number in numbers:
+        if number % per_thread == 0 or not threads:
+            threads.append(
+                {"id": new_id(), "user_id": user_id, "created_at": now, "updated_at": now}
+            )
+        conversation_id = new_id()
+        conversations.append(
+            {
+                "id": conversation_id,
+                "thread_id": threads[-1]["id"],
+                "status": status,
+                "mode": GenerationMode.NEW,
+                "options": {"length": "short", "temperature": None},
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        data.append(
+            {
+                "conversation_id": conversation_id,
+                "user_input": f"{user_id}의 {number}번째 줄거리",
+                "tags": ["사랑"],
+                "story": judged_story(number),
+            }
+        )
+        verdicts.append(
+            {
+                "id": new_id(),
+                "conversation_id": conversation_id,
+                "user_id": user_id,
+                "rating": rating,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    async with engine.begin() as connection:
+        for table, rows in (
+            (Thread, threads),
+            (Conversation, conversations),
+            (ConversationData, data),
+            (ContentEvaluation, verdicts),
+        ):
+            await connection.execute(insert(table), rows)
+    return [row["id"] for row in conversations]

@@ -14,97 +14,22 @@ import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
-from sqlalchemy import insert
 
 from storytool.config import AuthMode, Settings
-from storytool.db.base import new_id, utcnow
+from storytool.db.base import utcnow
 from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.evaluations.export import FeedbackExport
 from storytool.main import create_app
 from storytool.models import (
-    ContentEvaluation,
     Conversation,
-    ConversationData,
     ConversationStatus,
     GenerationMode,
     Rating,
-    Thread,
 )
+from tests.factories import judged_story, seed_judged
 
 SYSTEM_PROMPT = "너는 조선 후기 고전 소설의 문체로 이야기를 쓰는 작가다."
 SECRET = "workflow-test-secret-0123456789abcdef"
-STORY = "화설. 옛날 남원 땅에 한 선비가 있었으니, 글을 좋아하고 사람을 아끼더라. " * 25
-"""About 1,000 characters, the size of a short story."""
-
-
-def story(number: int) -> str:
-    return f"{number}번째 이야기. {STORY}"
-
-
-async def seed(
-    url: str,
-    *,
-    user_id: str,
-    count: int,
-    rating: Rating = Rating.LIKE,
-    status: ConversationStatus = ConversationStatus.COMPLETED,
-    judged_at_offset: timedelta = timedelta(0),
-    per_thread: int = 100,
-) -> list[str]:
-    """``count`` judged conversations of ``user_id``, inserted in bulk; their ids."""
-    engine = create_engine(Settings(), url=url)
-    now = utcnow() + judged_at_offset
-    threads: list[dict[str, Any]] = []
-    conversations: list[dict[str, Any]] = []
-    data: list[dict[str, Any]] = []
-    verdicts: list[dict[str, Any]] = []
-    for number in range(count):
-        if number % per_thread == 0:
-            threads.append(
-                {"id": new_id(), "user_id": user_id, "created_at": now, "updated_at": now}
-            )
-        conversation_id = new_id()
-        conversations.append(
-            {
-                "id": conversation_id,
-                "thread_id": threads[-1]["id"],
-                "status": status,
-                "mode": GenerationMode.NEW,
-                "options": {"length": "short", "temperature": None},
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        data.append(
-            {
-                "conversation_id": conversation_id,
-                "user_input": f"{user_id}의 {number}번째 줄거리",
-                "tags": ["사랑"],
-                "story": story(number),
-            }
-        )
-        verdicts.append(
-            {
-                "id": new_id(),
-                "conversation_id": conversation_id,
-                "user_id": user_id,
-                "rating": rating,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    try:
-        async with engine.begin() as connection:
-            for table, rows in (
-                (Thread, threads),
-                (Conversation, conversations),
-                (ConversationData, data),
-                (ContentEvaluation, verdicts),
-            ):
-                await connection.execute(insert(table), rows)
-    finally:
-        await engine.dispose()
-    return [row["id"] for row in conversations]
 
 
 def checked_example(line: str) -> list[dict[str, str]]:
@@ -122,8 +47,8 @@ def checked_example(line: str) -> list[dict[str, str]]:
 
 class TestMemory:
     async def test_ten_thousand_liked_stories_stream_with_flat_memory(self, committed_url: str):
-        await seed(committed_url, user_id="alice", count=10_000)
-        await seed(committed_url, user_id="alice", count=20, rating=Rating.DISLIKE)
+        await seed_judged(committed_url, user_id="alice", count=10_000)
+        await seed_judged(committed_url, user_id="alice", count=20, rating=Rating.DISLIKE)
         engine = create_engine(Settings(), url=committed_url)
         export = FeedbackExport(create_sessionmaker(engine), system_prompt=SYSTEM_PROMPT)
         streamed_bytes = 0
@@ -183,17 +108,21 @@ class TestExport:
     async def test_each_caller_gets_their_own_and_an_admin_everyones(
         self, app_client: httpx.AsyncClient, committed_url: str
     ):
-        await seed(committed_url, user_id="alice", count=3)
-        await seed(committed_url, user_id="bob", count=2)
-        await seed(committed_url, user_id="alice", count=4, rating=Rating.DISLIKE)
-        await seed(committed_url, user_id="alice", count=5, status=ConversationStatus.CANCELLED)
+        await seed_judged(committed_url, user_id="alice", count=3)
+        await seed_judged(committed_url, user_id="bob", count=2)
+        await seed_judged(committed_url, user_id="alice", count=4, rating=Rating.DISLIKE)
+        await seed_judged(
+            committed_url, user_id="alice", count=5, status=ConversationStatus.CANCELLED
+        )
 
         alices = await exported(app_client, token("alice"))
         assert sorted(messages[1]["content"] for messages in alices) == [
             f"줄거리: alice의 {number}번째 줄거리\n태그: 사랑\n분량: 짧게, 800자 안팎으로"
             for number in range(3)
         ]
-        assert sorted(messages[2]["content"] for messages in alices) == [story(n) for n in range(3)]
+        assert sorted(messages[2]["content"] for messages in alices) == [
+            judged_story(n) for n in range(3)
+        ]
         assert {messages[0]["content"] for messages in alices} == {SYSTEM_PROMPT}
         assert len(await exported(app_client, token("bob", roles=["writer"]))) == 2
         assert len(await exported(app_client, token("carol"))) == 0
@@ -205,8 +134,10 @@ class TestExport:
     async def test_since_keeps_only_later_verdicts(
         self, app_client: httpx.AsyncClient, committed_url: str
     ):
-        await seed(committed_url, user_id="alice", count=2, judged_at_offset=-timedelta(days=3))
-        await seed(committed_url, user_id="alice", count=3)
+        await seed_judged(
+            committed_url, user_id="alice", count=2, judged_at_offset=-timedelta(days=3)
+        )
+        await seed_judged(committed_url, user_id="alice", count=3)
         since = (utcnow() - timedelta(days=1)).replace(tzinfo=None).isoformat()
         assert len(await exported(app_client, token("alice"), since=since)) == 3
         assert len(await exported(app_client, token("alice"))) == 5
@@ -214,8 +145,8 @@ class TestExport:
     async def test_a_continuation_is_shown_with_the_end_of_the_story_it_continues(
         self, app_client: httpx.AsyncClient, committed_url: str
     ):
-        [parent] = await seed(committed_url, user_id="alice", count=1, rating=Rating.DISLIKE)
-        [child] = await seed(committed_url, user_id="alice", count=1)
+        [parent] = await seed_judged(committed_url, user_id="alice", count=1, rating=Rating.DISLIKE)
+        [child] = await seed_judged(committed_url, user_id="alice", count=1)
         engine = create_engine(Settings(), url=committed_url)
         try:
             async with engine.begin() as connection:
@@ -232,8 +163,8 @@ class TestExport:
         assert messages[1]["content"].startswith(
             "줄거리: alice의 0번째 줄거리\n\n앞 이야기의 끝:\n"
         )
-        assert story(0)[-200:] in messages[1]["content"]
-        assert messages[2]["content"] == story(0)
+        assert judged_story(0)[-200:] in messages[1]["content"]
+        assert messages[2]["content"] == judged_story(0)
 
     async def test_an_unknown_format_or_rating_is_invalid(self, app_client: httpx.AsyncClient):
         for params, field in (({"format": "csv"}, "format"), ({"rating": "none"}, "rating")):
