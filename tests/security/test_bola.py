@@ -33,17 +33,30 @@ FILLERS: dict[str, Any] = {
     "text": "bob's text",
 }
 """Values for the other fields of a body, so the request is valid and only its id is wrong."""
-CHOICES: dict[str, Any] = {"mode": "continue"}
-"""Optional fields whose default would leave an id unused: a new story takes no parent."""
+CHOICES: dict[str, dict[str, Any]] = {
+    "parent_conversation_id": {"mode": "continue"},
+    "thread_id": {"user_input": FILLERS["user_input"]},
+}
+"""What else a body needs, by the id field it carries: a new story takes a prompt and no parent,
+a continued one a parent."""
 
 
-def id_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(method, path, operation) for every operation taking an id anywhere."""
-    found = []
+def id_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str | None]]:
+    """(method, path, operation, body id field) for every operation taking an id anywhere: one
+    call per id field of its body (each alone, so each is checked), or one when its ids are all
+    in the path or query."""
+    found: list[tuple[str, str, dict[str, Any], str | None]] = []
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            if id_fields(schema, operation):
-                found.append((method.upper(), path, operation))
+            in_body = [
+                name
+                for name in body_schema(schema, operation).get("properties", {})
+                if name.endswith("_id")
+            ]
+            if in_body:
+                found += [(method.upper(), path, operation, name) for name in in_body]
+            elif id_fields(schema, operation):
+                found.append((method.upper(), path, operation, None))
     return found
 
 
@@ -65,9 +78,11 @@ def bobs_request(
     method: str,
     path: str,
     operation: dict[str, Any],
+    field: str | None,
     ids: dict[str, str],
 ) -> httpx.Request:
-    """The operation called with Alice's ids in every id field and valid values elsewhere."""
+    """The operation called with Alice's ids in its path and query, and in the body ``field``,
+    with valid values elsewhere."""
     query = {}
     for parameter in operation.get("parameters", []):
         name = parameter["name"]
@@ -78,8 +93,10 @@ def bobs_request(
     body = None
     model = body_schema(schema, operation)
     if model:
-        body = {name: ids[name] for name in model.get("properties", {}) if name in ids}
-        body |= {name: value for name, value in CHOICES.items() if name in model["properties"]}
+        assert field is not None
+        if field not in ids:
+            pytest.fail(f"{method} {path}: add one of Alice's ids for {field!r} to the walk")
+        body = {field: ids[field], **CHOICES.get(field, {})}
         for name in model.get("required", []):
             if name not in body:
                 if name not in FILLERS:
@@ -123,17 +140,21 @@ async def test_bob_gets_404_for_every_id_of_alice_and_changes_nothing(
 
         schema = (await client.get("/openapi.json")).json()
         operations = id_operations(schema)
-        for method, path, operation in operations:
-            answer = await client.send(bobs_request(client, schema, method, path, operation, ids))
+        for method, path, operation, field in operations:
+            request = bobs_request(client, schema, method, path, operation, field, ids)
+            answer = await client.send(request)
             answers.append(answer)
-            assert answer.status_code == 404, f"{method} {path}: {answer.status_code}"
+            assert answer.status_code == 404, f"{method} {path} {field}: {answer.status_code}"
             assert answer.json()["error"]["code"] == "not_found"
 
         after = await alices_view(client, ids["thread_id"])
         for probe in ("/openapi.json", "/readyz", "/metrics", "/docs"):
             answers.append(await client.get(probe))
 
-    walked = {(method, path) for method, path, _operation in operations}
+    walked = {(method, path) for method, path, _operation, _field in operations}
+    assert ("POST", "/api/generate", "parent_conversation_id") in {
+        (method, path, field) for method, path, _operation, field in operations
+    }
     assert {
         ("POST", "/api/generate"),
         ("GET", "/api/generate/{conversation_id}/events"),
