@@ -52,10 +52,13 @@ DEPTH = 90_000
 
 
 class _NoRemote:
-    """The bench deletes nothing upstream."""
+    """The bench deletes nothing upstream and runs no stories."""
 
     async def delete_conversation(self, conversation_id: str) -> None:
         raise AssertionError(f"unexpected upstream delete of {conversation_id}")
+
+    async def cancel_thread(self, *, user_id: str, thread_id: str) -> None:
+        raise AssertionError(f"unexpected cancel in {thread_id} of {user_id}")
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -194,7 +197,10 @@ async def run(admin_url: str, repeat: int, *, keep: bool) -> None:
 async def _measure(engine: AsyncEngine, repeat: int) -> None:
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     signer = CursorSigner("bench")
-    service = ThreadService(sessionmaker=sessionmaker, cursors=signer, remote=_NoRemote())
+    idle = _NoRemote()
+    service = ThreadService(
+        sessionmaker=sessionmaker, cursors=signer, remote=idle, generations=idle
+    )
 
     async with sessionmaker() as session:
         ordered = (

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -131,6 +131,14 @@ class _Progress:
         return "".join(self.story) if self.refining else "".join(self.draft)
 
 
+class PassageFinder(Protocol):
+    """The corpus passages nearest a prompt (the search service); none when no index is loaded."""
+
+    async def nearest_texts(
+        self, session: AsyncSession, prompt: str, *, k: int = 3
+    ) -> list[str]: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -139,11 +147,13 @@ class Pipeline:
         sessionmaker: async_sessionmaker[AsyncSession],
         events: EventLog,
         settings: Settings,
+        passages: PassageFinder | None = None,
     ) -> None:
         self._provider = provider
         self._sessionmaker = sessionmaker
         self._events = events
         self._settings = settings
+        self._passages = passages
 
     async def run(self, job: Job, run: Run) -> None:
         progress = _Progress()
@@ -178,6 +188,11 @@ class Pipeline:
 
     async def _stages(self, job: Job, run: Run, progress: _Progress) -> None:
         request = job.request
+        if self._passages is not None and not request.passages:
+            # Inside the task, not before the first byte: embedding the prompt takes a moment.
+            async with self._sessionmaker() as session:
+                nearest = await self._passages.nearest_texts(session, request.user_input)
+            request = replace(request, passages=nearest)
         if self._settings.remote_conversations:
             request = replace(request, remote_conversation_id=await self._remote_conversation(job))
 

@@ -30,7 +30,7 @@ from storytool.config import Settings
 from storytool.errors import Conflict, NotFound
 from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog, RedisEventLog
 from storytool.generation.modes import plan_generation
-from storytool.generation.pipeline import Job, Pipeline
+from storytool.generation.pipeline import Job, PassageFinder, Pipeline
 from storytool.generation.replicas import Replicas
 from storytool.generation.repository import ConversationRepository
 from storytool.generation.runs import Run, RunRegistry
@@ -62,6 +62,7 @@ class StoryService:
         runs: RunRegistry,
         instance_id: str,
         redis: Redis | None = None,
+        passages: PassageFinder | None = None,
     ) -> None:
         self._provider = provider
         self._sessionmaker = sessionmaker
@@ -91,7 +92,11 @@ class StoryService:
         self.shutdown_timeout_s = settings.shutdown_timeout_s
         self._followers: Counter[str] = Counter()
         self._pipeline = Pipeline(
-            provider=provider, sessionmaker=sessionmaker, events=events, settings=settings
+            provider=provider,
+            sessionmaker=sessionmaker,
+            events=events,
+            settings=settings,
+            passages=passages,
         )
 
     async def open(self) -> None:
@@ -373,8 +378,10 @@ def build_story_service(
     settings: Settings,
     provider: LLMProvider,
     sessionmaker: async_sessionmaker[AsyncSession],
+    passages: PassageFinder | None = None,
 ) -> StoryService:
-    """Events in memory for one process, or in Redis Streams shared by replicas."""
+    """Events in memory for one process, or in Redis Streams shared by replicas; stories drawn
+    from the nearest corpus passages when ``passages`` (the search service) is given."""
     instance_id = settings.instance_id or f"{socket.gethostname()[:40]}-{uuid.uuid4().hex[:12]}"
     redis = None
     events: EventLog
@@ -399,4 +406,5 @@ def build_story_service(
         ),
         instance_id=instance_id,
         redis=redis,
+        passages=passages,
     )
