@@ -95,6 +95,12 @@ async def test_a_generation_and_its_error_paths_log_no_secret_and_no_story(
     for secret in (API_KEY, JWT_SECRET, token("alice"), PROMPT, REFINED[:20]):
         assert secret not in text
     assert all({"ts", "level", "logger", "message"} <= line.keys() for line in lines)
+    ended = [line for line in lines if line["message"].startswith("generation ")]
+    assert {line.get("conversation_id") for line in ended} >= {
+        conversation_id,
+        failed[0].data["conversation_id"],
+    }
+    assert all(line.get("request_id") for line in ended)
 
 
 def test_the_formatter_adds_ids_and_masks_what_looks_like_a_secret():

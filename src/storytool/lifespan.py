@@ -54,7 +54,7 @@ def build_lifespan(
             settings.auth_mode.value,
         )
         sessionmaker = create_sessionmaker(engine)
-        stories = build_story_service(settings, llm, sessionmaker, passages=search)
+        stories = build_story_service(settings, llm, sessionmaker, passages=search, metrics=metrics)
         try:
             await stories.open()
             yield State(

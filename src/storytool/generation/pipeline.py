@@ -47,6 +47,7 @@ from storytool.llm.base import (
     TextDelta,
     UpstreamStarted,
 )
+from storytool.logging import conversation_id_var
 from storytool.models import ConversationStatus, StopReason
 from storytool.threads.repository import ThreadRepository
 
@@ -156,6 +157,7 @@ class Pipeline:
         self._passages = passages
 
     async def run(self, job: Job, run: Run) -> None:
+        conversation_id_var.set(job.conversation_id)  # every log line of this task names it
         progress = _Progress()
         try:
             async with asyncio.timeout(self._settings.max_generation_seconds):

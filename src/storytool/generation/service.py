@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storytool.config import Settings
 from storytool.errors import Conflict, NotFound
 from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog, RedisEventLog
+from storytool.generation.metered import MeteredEventLog
 from storytool.generation.modes import plan_generation
 from storytool.generation.pipeline import Job, PassageFinder, Pipeline
 from storytool.generation.replicas import Replicas
@@ -36,6 +37,7 @@ from storytool.generation.repository import ConversationRepository
 from storytool.generation.runs import Run, RunRegistry
 from storytool.generation.schemas import CancelResponse, Error, GenerateRequest, Meta
 from storytool.llm.base import LLMProvider
+from storytool.metrics import Metrics
 from storytool.models import ConversationStatus, StopReason
 
 logger = logging.getLogger("storytool.generation")
@@ -379,9 +381,11 @@ def build_story_service(
     provider: LLMProvider,
     sessionmaker: async_sessionmaker[AsyncSession],
     passages: PassageFinder | None = None,
+    metrics: Metrics | None = None,
 ) -> StoryService:
     """Events in memory for one process, or in Redis Streams shared by replicas; stories drawn
-    from the nearest corpus passages when ``passages`` (the search service) is given."""
+    from the nearest corpus passages when ``passages`` (the search service) is given; with
+    ``metrics``, every generation measured as its events are written."""
     instance_id = settings.instance_id or f"{socket.gethostname()[:40]}-{uuid.uuid4().hex[:12]}"
     redis = None
     events: EventLog
@@ -396,6 +400,8 @@ def build_story_service(
         )
     else:
         events = MemoryEventLog(retention_s=settings.event_retention_s)
+    if metrics is not None:
+        events = MeteredEventLog(events, metrics)
     return StoryService(
         provider=provider,
         sessionmaker=sessionmaker,
