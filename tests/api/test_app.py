@@ -8,15 +8,13 @@ from asgi_lifespan import LifespanManager
 
 from storytool.config import Settings
 from storytool.main import create_app
+from tests.apps import app_client
 
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with app_client(settings) as client:
+        yield client
 
 
 class TestHealth:

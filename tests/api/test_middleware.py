@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,7 +12,7 @@ from starlette.routing import Route
 
 from storytool.api.middleware import BodySizeLimitMiddleware
 from storytool.config import Settings
-from storytool.main import create_app
+from tests.apps import app_client
 
 
 @pytest.fixture
@@ -21,11 +20,8 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     settings = settings.model_copy(
         update={"max_body_bytes": 1024, "cors_origins": ["https://app.example"]}
     )
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with app_client(settings) as client:
+        yield client
 
 
 class TestBodyLimit:

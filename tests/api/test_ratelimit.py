@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -11,12 +10,11 @@ from pydantic import ValidationError
 
 from storytool.config import AuthMode, Settings
 from storytool.ratelimit import build_rate_limiter
-from tests.search.conftest import open_client
+from tests.apps import app_client
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-app_client = asynccontextmanager(open_client)
 """The app with its lifespan run, and a client for it."""
 
 

@@ -6,13 +6,12 @@ import uuid
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import AuthMode, Settings
-from storytool.main import create_app
 from storytool.models import ContentEvaluation, Conversation
+from tests.apps import app_client
 from tests.factories import create_conversation
 from tests.history_app import ALICE, BOB, count
 
@@ -161,11 +160,8 @@ async def jwt_api(settings: Settings):
     jwt_settings = settings.model_copy(
         update={"auth_mode": AuthMode.JWT, "jwt_secret": SecretStr(SECRET)}
     )
-    async with LifespanManager(create_app(jwt_settings)) as manager:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
-        ) as client:
-            yield client
+    async with app_client(jwt_settings) as client:
+        yield client
 
 
 def bearer(key: str, **claims) -> dict[str, str]:

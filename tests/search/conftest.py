@@ -7,13 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from storytool.config import EmbedderKind, Settings
-from storytool.main import create_app
 from storytool.search.builder import build_index
 from storytool.search.embedders import build_embedder
 from storytool.search.index import Manifest
+from tests.apps import app_client
 
 SAMPLE_CORPUS = Path(__file__).with_name("sample_corpus.jsonl")
 
@@ -39,17 +38,9 @@ async def sample_index(search_settings: Settings) -> Manifest:
     return await build(search_settings)
 
 
-async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
 @pytest.fixture
 async def client(search_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An app whose index holds the sample corpus."""
     await build(search_settings)
-    async for client in open_client(search_settings):
+    async with app_client(search_settings) as client:
         yield client

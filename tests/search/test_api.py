@@ -17,8 +17,9 @@ from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.main import create_app
 from storytool.search.index import Manifest
 from storytool.search.service import SearchService, build_search_service
+from tests.apps import app_client
 from tests.fakes.openai_server import FakeOpenAI
-from tests.search.conftest import SAMPLE_CORPUS, build, open_client
+from tests.search.conftest import SAMPLE_CORPUS, build
 
 
 class TestSearch:
@@ -88,7 +89,7 @@ class TestValidation:
     async def test_the_length_limit_comes_from_settings(self, search_settings: Settings):
         await build(search_settings)
         limited = search_settings.model_copy(update={"max_query_chars": 5})
-        async for client in open_client(limited):
+        async with app_client(limited) as client:
             short = await client.post("/api/search", json={"query": "호랑이"})
             long = await client.post("/api/search", json={"query": "호랑이를 만나다"})
         assert short.status_code == 200
@@ -100,7 +101,7 @@ class TestNotReady:
     async def test_a_missing_index_is_a_503_telling_how_to_build_it(
         self, search_settings: Settings
     ):
-        async for client in open_client(search_settings):
+        async with app_client(search_settings) as client:
             search = await client.post("/api/search", json={"query": "호랑이"})
             ready = await client.get("/readyz")
         assert search.status_code == 503
@@ -115,7 +116,7 @@ class TestNotReady:
         self, search_settings: Settings, sample_index: Manifest
     ):
         other = search_settings.model_copy(update={"embedder": EmbedderKind.E5})
-        async for client in open_client(other):
+        async with app_client(other) as client:
             search = await client.post("/api/search", json={"query": "호랑이"})
             ready = await client.get("/readyz")
         assert search.status_code == 503
@@ -130,7 +131,7 @@ class TestNotReady:
     ):
         faiss_path = search_settings.index_dir / f"{sample_index.name}.faiss"
         faiss_path.write_bytes(faiss_path.read_bytes()[:100])
-        async for client in open_client(search_settings):
+        async with app_client(search_settings) as client:
             search = await client.post("/api/search", json={"query": "호랑이"})
             ready = await client.get("/readyz")
         assert search.status_code == 503
@@ -236,7 +237,7 @@ class TestModelRecommendations:
         await build(openai_settings)
         answer = {"recommendations": ["나무꾼이 호랑이의 보은을 받는 장면으로 잇는다"]}
         fake_openai.behaviour.structured_answers.append(json.dumps(answer, ensure_ascii=False))
-        async for client in open_client(openai_settings):
+        async with app_client(openai_settings) as client:
             response = await client.post("/api/search", json={"query": "호랑이의 보은"})
         assert response.json()["recommendations"] == answer["recommendations"]
         sent = fake_openai.received("/v1/responses")[-1].body
@@ -250,7 +251,7 @@ class TestModelRecommendations:
         await build(openai_settings)
         fake_openai.behaviour.fail_next(500, times=10, path="/v1/responses")
         impatient = openai_settings.model_copy(update={"upstream_retry_budget": 0})
-        async for client in open_client(impatient):
+        async with app_client(impatient) as client:
             response = await client.post("/api/search", json={"query": "호랑이의 보은"})
         assert response.status_code == 200
         assert response.json()["passages"][0]["work"] == "호동기담"

@@ -15,7 +15,7 @@ from storytool.config import EmbedderKind, IndexType, Settings
 from storytool.search.embedders import E5Embedder
 from storytool.search.index import VectorIndex
 from storytool.search.service import create_executor
-from tests.search.conftest import open_client
+from tests.apps import app_client
 from tests.search.test_index import low_rank
 
 LOAD_VECTORS = 200_000
@@ -79,7 +79,7 @@ async def test_healthz_stays_fast_while_eight_searches_run_on_200k_vectors(setti
             await asyncio.sleep(0.005)
         return latencies
 
-    async for client in open_client(settings):
+    async with app_client(settings) as client:
         assert (await client.get("/readyz")).json()["status"] == "ready"
         idle = float(np.percentile(await healthz_latencies(client, 1.0), 99))
         searchers = [asyncio.create_task(search(client, n)) for n in range(SEARCHERS)]

@@ -13,7 +13,7 @@ import pytest
 from storytool.config import Settings
 from storytool.search.builder import build_index, read_corpus
 from storytool.search.embedders import Embedder, FloatArray, Purpose, build_embedder
-from tests.search.conftest import open_client
+from tests.apps import app_client
 
 INDEXES = Path(__file__).parents[2] / "indexes"
 DEMO_CORPUS = INDEXES / "demo.corpus.jsonl"
@@ -63,7 +63,7 @@ async def test_eight_of_ten_paraphrases_find_their_passage_in_the_top_3(
     embedder = Recorded(build_embedder(settings), demo_vectors)
     await build_index(settings, DEMO_CORPUS, name="demo", embedder=embedder)
     missed = []
-    async for client in open_client(settings):
+    async with app_client(settings) as client:
         for query in TEST_QUERIES:
             response = await client.post("/api/search", json={"query": query["query"], "top_k": 3})
             keys = [hit["key"] for hit in response.json()["passages"]]

@@ -12,20 +12,19 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from storytool.config import AuthMode, Settings
 from storytool.db.base import utcnow
 from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.evaluations.export import FeedbackExport
-from storytool.main import create_app
 from storytool.models import (
     Conversation,
     ConversationStatus,
     GenerationMode,
     Rating,
 )
+from tests.apps import app_client as running_app
 from tests.factories import judged_story, seed_judged
 
 SYSTEM_PROMPT = "너는 조선 후기 고전 소설의 문체로 이야기를 쓰는 작가다."
@@ -83,11 +82,8 @@ def jwt_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def app_client(jwt_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(jwt_settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with running_app(jwt_settings) as client:
+        yield client
 
 
 def token(user_id: str, **claims: Any) -> dict[str, str]:
