@@ -96,6 +96,8 @@ class Target:
     done: bytes
     refine_started: bytes | None = None
     """The event that marks the start of the upstream stream, when it is not the request."""
+    prelude: tuple[str, dict[str, Any]] | None = None
+    """A request read to its end before the stream's, on a connection of its own."""
 
 
 DIRECT = Target(
@@ -104,6 +106,17 @@ DIRECT = Target(
     {"model": REFINE_MODEL, "input": "이야기", "stream": True, "background": True},
     b"event: response.output_text.delta",
     b"event: response.completed",
+)
+DIRECT_PIPELINE = Target(
+    "a+ direct, draft first",
+    DIRECT.path,
+    DIRECT.body,
+    DIRECT.delta,
+    DIRECT.done,
+    prelude=(
+        "/v1/chat/completions",
+        {"model": DRAFT_MODEL, "messages": [{"role": "user", "content": "이야기"}], "stream": True},
+    ),
 )
 RELAY = Target("b relay", "/relay", {}, b"event: delta", b"event: done")
 STORYTOOL = Target(
@@ -127,18 +140,40 @@ class Stream:
 # --- the load client: raw sockets ------------------------------------------------------------
 
 
-async def read_stream(port: int, target: Target) -> Stream:
-    result = Stream()
-    body = json.dumps(target.body).encode()
+def post(path: str, body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        f"Accept: text/event-stream\r\n\r\n".encode()
+    ) + data
+
+
+async def read_to_end(port: int, path: str, body: dict[str, Any]) -> None:
+    """One whole streamed answer (a draft), as the pipeline reads it before its refine call."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(
-            f"POST {target.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"Accept: text/event-stream\r\n\r\n".encode()
-            + body
-        )
+        writer.write(post(path, body))
+        received = b""
+        while b"[DONE]" not in received:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            received += chunk
+    finally:
+        writer.close()
+
+
+async def read_stream(port: int, target: Target) -> Stream:
+    result = Stream()
+    if target.prelude is not None:
         result.sent = time.perf_counter()
+        await read_to_end(port, *target.prelude)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(post(target.path, target.body))
+        if target.prelude is None:
+            result.sent = time.perf_counter()
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             return result
@@ -286,6 +321,9 @@ def report(scenario: Scenario, results: dict[str, Measured]) -> list[str]:
         for column in zip(*(offsets(s) for s in direct if s.completed), strict=False)
     ]
     ttft_a = pct([s.arrivals[0] - s.sent for s in direct if s.arrivals], 50)
+    ttft_pipeline = pct(
+        [s.arrivals[0] - s.sent for s in results[DIRECT_PIPELINE.name].streams if s.arrivals], 50
+    )
     load = os.getloadavg()[0]
     rows = []
     for name, measured in results.items():
@@ -310,11 +348,13 @@ def report(scenario: Scenario, results: dict[str, Measured]) -> list[str]:
         cpu = measured.cpu_s / chunks * 1e6 if chunks else float("nan")
         rss = measured.rss_growth / scenario.streams / 1024
         added = "" if name == DIRECT.name else f" ({(ttft - ttft_a) * 1e3:+.1f})"
+        over_pipeline = f"{(ttft - ttft_pipeline) * 1e3:+.1f}" if name == STORYTOOL.name else ""
         from_refine = (
             "" if math.isnan(refine) else f"{refine * 1e3:.1f} ({(refine - ttft_a) * 1e3:+.1f})"
         )
         rows.append(
-            f"| {scenario.name} | {name} | {ttft * 1e3:.1f}{added} | {from_refine} | "
+            f"| {scenario.name} | {name} | {ttft * 1e3:.1f}{added} | {over_pipeline} | "
+            f"{from_refine} | "
             f"{pct(delays, 50) * 1e3:.2f} / {pct(delays, 99) * 1e3:.2f} | "
             f"{pct(gaps, 99) * 1e3:.1f} | {cpu:.0f} | {rss:.1f} | "
             f"{len(done)}/{len(measured.streams)} | {load:.1f} |"
@@ -378,6 +418,7 @@ async def run_scenario(scenario: Scenario, database_url: str) -> dict[str, Measu
         results: dict[str, Measured] = {}
         for target, port, pid in (
             (DIRECT, fake_port, fake.pid),
+            (DIRECT_PIPELINE, fake_port, fake.pid),
             (RELAY, relay_port, relay.pid),
             (STORYTOOL, app_port, app.pid),
         ):
@@ -416,7 +457,7 @@ async def mariadb_database(admin_url: str, name: str = MARIADB_DATABASE) -> Asyn
         await admin.dispose()
 
 
-async def main_async(quick: bool, database: str, admin_url: str) -> None:
+async def main_async(quick: bool, database: str, admin_url: str, only: set[str]) -> None:
     short = Scenario("10 streams", 10, None, 50, rounds=2 if quick else 5)
     long = Scenario("10 x long", 10, None, 200 if quick else 1000)
     scenarios = [
@@ -434,15 +475,20 @@ async def main_async(quick: bool, database: str, admin_url: str) -> None:
         await upgrade(url)
         print(f"database: {database}; started {time.strftime('%H:%M:%S', time.gmtime())} UTC")
         print(
-            "| scenario | target | ttft p50 ms (added) | refine → first delta p50 ms (added) "
-            "| delay p50 / p99 ms | gap p99 ms | cpu µs/chunk | rss KB/stream | complete | load |"
+            "| scenario | target | ttft p50 ms (added) | added over a+ ms "
+            "| refine → first delta p50 ms (added) | delay p50 / p99 ms | gap p99 ms "
+            "| cpu µs/chunk | rss KB/stream | complete | load |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         measured = {}
         for scenario in scenarios:
+            if only and scenario.name not in only:
+                continue
             measured[scenario.name] = await run_scenario(scenario, url)
             for row in report(scenario, measured[scenario.name]):
                 print(row, flush=True)
+        if short.name not in measured or long.name not in measured:
+            return
         print(
             f"\nCPU split from '{short.name}' ({short.tokens} deltas a story) and '{long.name}' "
             f"({long.tokens}):\n\n| target | ms per story | µs per delta |\n|---|---|---|"
@@ -472,8 +518,17 @@ def main() -> None:
         default=MARIADB_ADMIN_URL,
         help="An admin URL on the MariaDB server; the bench makes its own database beside it.",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SCENARIO",
+        help='Run this scenario only (repeatable), e.g. --only "1 stream".',
+    )
     arguments = parser.parse_args()
-    asyncio.run(main_async(arguments.quick, arguments.database, arguments.mariadb_url))
+    asyncio.run(
+        main_async(arguments.quick, arguments.database, arguments.mariadb_url, set(arguments.only))
+    )
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def run(
     hnsw: HNSWParams,
     ef_searches: list[int],
     pools: dict[int, ThreadPoolExecutor],
+    cache: Path | None,
 ) -> None:
     data = low_rank(count + QUERIES, dimension)  # held-out queries from the same distribution
     vectors, queries = data[:count], data[count:]
@@ -140,16 +141,27 @@ def run(
     exact: npt.NDArray[np.int64] | None = None
     for index_type in (IndexType.FLAT, IndexType.HNSW):
         faiss.omp_set_num_threads(2)  # building may use both cores; searching uses one
-        started = time.perf_counter()
-        built = VectorIndex.build(
-            name="bench",
-            embedder="synthetic",
-            vectors=vectors,
-            ids=ids,
-            index_type=index_type,
-            hnsw=hnsw,
-        )
-        build_s = time.perf_counter() - started
+        name = f"bench-{count}-{dimension}-m{hnsw.m}-efc{hnsw.ef_construction}"
+        if (
+            index_type is IndexType.HNSW
+            and cache is not None
+            and index_paths(cache, name)[0].exists()
+        ):
+            built = VectorIndex.load(
+                cache, name, embedder="synthetic", dimension=dimension, hnsw=hnsw
+            )
+        else:
+            built = VectorIndex.build(
+                name=name,
+                embedder="synthetic",
+                vectors=vectors,
+                ids=ids,
+                index_type=index_type,
+                hnsw=hnsw,
+            )
+            if index_type is IndexType.HNSW and cache is not None:
+                built.save(cache)
+        build_s = built.manifest.build_seconds
         memory = size_mb(built)
         if exact is None:
             exact = built.search(queries, 10)[1]
@@ -174,6 +186,11 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=40)
     parser.add_argument("--ef-search", default="64,128,256", help="HNSW efSearch values to try")
     parser.add_argument("--pool-threads", default="1,2", help="search pool sizes for the lag")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="Keep built HNSW indexes here and reuse them on the next run (same size and M/efC)",
+    )
     args = parser.parse_args()
     hnsw = HNSWParams(m=args.hnsw_m, ef_construction=args.ef_construction)
     ef_searches = [int(value) for value in args.ef_search.split(",")]
@@ -191,7 +208,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|" + "---|" * len(pools))
     for size in args.sizes.split(","):
         count, dimension = (int(part) for part in size.split(":"))
-        run(count, dimension, hnsw, ef_searches, pools)
+        run(count, dimension, hnsw, ef_searches, pools, args.cache)
     for pool in pools.values():
         pool.shutdown()
 

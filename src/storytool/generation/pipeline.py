@@ -2,10 +2,11 @@
 
 It runs apart from any HTTP request, so it opens its own sessions from the injected sessionmaker:
 a stream outlives the request that started it, and a client that leaves does not stop the story.
-Each stage's result is stored as it completes, the refined text about once a second while it
-streams, and every way of ending (completed, cancelled, failed, interrupted) saves what was written
-before the single terminal event goes out. The status changes only through the conditional
-:meth:`ConversationRepository.finish`, so whichever end commits first is the one that holds.
+Each stage's result is stored as it completes and the refined text about once a second while it
+streams, behind the stream (:mod:`storytool.generation.writer`); every way of ending (completed,
+cancelled, failed, interrupted) saves what was written before the single terminal event goes out.
+The status changes only through the conditional :meth:`ConversationRepository.finish`, so
+whichever end commits first is the one that holds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ from storytool.generation.schemas import (
     StageStatus,
     Title,
 )
+from storytool.generation.writer import StageWriter
 from storytool.llm.base import (
     LLMProvider,
     ProviderError,
@@ -121,10 +123,7 @@ class _Progress:
     usage: Counter[str] = field(default_factory=Counter)
     extras: StoryExtras | None = None
     flushed_at: float = field(default_factory=time.monotonic)
-    pending: dict[str, Any] = field(default_factory=dict)
-    """Data columns waiting to be written behind the stream; a newer value replaces an older."""
-    pending_upstream: str | None = None
-    writer: asyncio.Task[None] | None = None
+    upstream: str | None = None
 
     @property
     def partial_story(self) -> str:
@@ -149,12 +148,16 @@ class Pipeline:
         events: EventLog,
         settings: Settings,
         passages: PassageFinder | None = None,
+        write_gate: AbstractAsyncContextManager[Any],
     ) -> None:
+        """``write_gate`` is entered around the story's writes (:func:`db.engine.write_gate`)."""
         self._provider = provider
         self._sessionmaker = sessionmaker
         self._events = events
         self._settings = settings
         self._passages = passages
+        self._gate = write_gate
+        self._writer = StageWriter(sessionmaker, self._gate)
 
     async def run(self, job: Job, run: Run) -> None:
         conversation_id_var.set(job.conversation_id)  # every log line of this task names it
@@ -202,7 +205,7 @@ class Pipeline:
         async with _closing(self._provider.draft(request)) as stream:
             await self._consume(stream, progress, progress.draft)
         base_story = "".join(progress.draft)
-        self._write_behind(job, progress, base_story=base_story)
+        self._writer.put(job.conversation_id, base_story=base_story)
         await self._stage(job, "draft", "done")
 
         await self._stage(job, "refine", "started")
@@ -213,15 +216,15 @@ class Pipeline:
             self._maybe_flush(job, progress)
 
         async def on_started(response_id: str) -> None:
-            run.response_id = response_id
-            self._write_behind(job, progress, upstream=response_id)
+            run.response_id = progress.upstream = response_id
+            self._writer.put(job.conversation_id, upstream=response_id)
 
         async with _closing(self._provider.refine(request, base_story)) as stream:
             await self._consume(
                 stream, progress, progress.story, on_text=on_text, on_started=on_started
             )
         story = "".join(progress.story)
-        self._write_behind(job, progress, story=story)
+        self._writer.put(job.conversation_id, story=story)
         await self._stage(job, "refine", "done")
 
         await self._stage(job, "title", "started")
@@ -283,35 +286,6 @@ class Pipeline:
     async def _stage(self, job: Job, name: StageName, status: StageStatus) -> None:
         await self._events.append(job.conversation_id, Stage(name=name, status=status))
 
-    def _write_behind(
-        self, job: Job, progress: _Progress, *, upstream: str | None = None, **values: Any
-    ) -> None:
-        """Stores values without holding up the stream: the first delta does not wait for the
-        draft's commit, nor a delta for a flush. Values that arrive while a write is under way
-        go together in the next one, so a slow database sees fewer, larger writes. The end of
-        the story waits for them (:meth:`_writes_done`) and saves everything once more."""
-        progress.pending.update(values)
-        if upstream is not None:
-            progress.pending_upstream = upstream
-        if progress.writer is None or progress.writer.done():
-            progress.writer = asyncio.create_task(self._drain(job, progress))
-
-    async def _drain(self, job: Job, progress: _Progress) -> None:
-        while progress.pending or progress.pending_upstream:
-            values, progress.pending = progress.pending, {}
-            upstream, progress.pending_upstream = progress.pending_upstream, None
-            try:
-                async with self._sessionmaker.begin() as session:
-                    conversations = ConversationRepository(session)
-                    if values:
-                        await conversations.save_data(conversation_id=job.conversation_id, **values)
-                    if upstream is not None:
-                        await conversations.save_upstream(
-                            conversation_id=job.conversation_id, response_id=upstream, sequence=0
-                        )
-            except Exception:
-                logger.exception("a write behind generation %s failed", job.conversation_id)
-
     def _maybe_flush(self, job: Job, progress: _Progress) -> None:
         """Saves the story so far about once per interval; behind a slow write, the next one
         carries it."""
@@ -319,13 +293,7 @@ class Pipeline:
         if now - progress.flushed_at < FLUSH_INTERVAL_S:
             return
         progress.flushed_at = now
-        self._write_behind(job, progress, story="".join(progress.story))
-
-    @staticmethod
-    async def _writes_done(progress: _Progress) -> None:
-        """Shielded: a cancel that ends the story must not cut its pending writes short."""
-        if progress.writer is not None:
-            await asyncio.shield(progress.writer)
+        self._writer.put(job.conversation_id, story="".join(progress.story))
 
     async def _end_early(
         self,
@@ -371,7 +339,7 @@ class Pipeline:
         transaction with the title and recommendations of a completed story, then sends the
         events that match the status which holds. When the database is away, the stream ends
         with an error at once and the save is retried until the database answers again."""
-        await self._writes_done(progress)
+        await self._writer.settle(job.conversation_id)
         end = _End(status, stop_reason, error, usage)
         try:
             lost_to = await self._save_end(job, progress, end)
@@ -403,30 +371,28 @@ class Pipeline:
         values: dict[str, Any] = {"base_story": "".join(progress.draft)}
         if progress.refining:
             values["story"] = "".join(progress.story)
-        async with self._sessionmaker.begin() as session:
+        async with self._gate, self._sessionmaker.begin() as session:
             conversations = ConversationRepository(session)
-            await conversations.save_data(conversation_id=job.conversation_id, **values)
             won = await conversations.finish(
                 conversation_id=job.conversation_id,
                 status=end.status,
                 stop_reason=end.stop_reason,
                 error=end.error,
                 usage=end.usage,
+                upstream_response_id=progress.upstream,
             )
+            extras = progress.extras if won and end.status is ConversationStatus.COMPLETED else None
+            if extras is not None:
+                values.update(title=extras.title, recommendations=extras.recommendations)
+            # The text is saved whichever end holds: it is what was written.
+            await conversations.save_data(conversation_id=job.conversation_id, **values)
+            if extras is not None:
+                await ThreadRepository(session).touch(thread_id=job.thread_id, title=extras.title)
             if not won:
                 ended = await conversations.get(
                     user_id=job.user_id, conversation_id=job.conversation_id
                 )
                 return ended.status if ended is not None else ConversationStatus.INTERRUPTED
-            if end.status is ConversationStatus.COMPLETED and progress.extras is not None:
-                await conversations.save_data(
-                    conversation_id=job.conversation_id,
-                    title=progress.extras.title,
-                    recommendations=progress.extras.recommendations,
-                )
-                await ThreadRepository(session).touch(
-                    thread_id=job.thread_id, title=progress.extras.title
-                )
         return None
 
     async def _save_when_back(self, job: Job, progress: _Progress, end: _End) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, undefer
 
-from storytool.db.base import utcnow
+from storytool.db.base import new_id, utcnow
 from storytool.llm.base import Turn
 from storytool.models import (
     Conversation,
@@ -61,7 +61,8 @@ class ConversationRepository:
         transaction. None when ``thread_id`` is not one of the user's threads."""
         threads = ThreadRepository(self.session)
         if thread_id is None:
-            thread = await threads.create(user_id=user_id)
+            thread = Thread(id=new_id(), user_id=user_id)
+            self.session.add(thread)
         else:
             found = await threads.get(user_id=user_id, thread_id=thread_id)
             if found is None:
@@ -69,6 +70,7 @@ class ConversationRepository:
             thread = found
             await threads.touch(thread_id=thread.id)
         conversation = Conversation(
+            id=new_id(),
             thread_id=thread.id,
             status=ConversationStatus.IN_PROGRESS,
             owner_instance=owner_instance,
@@ -76,13 +78,10 @@ class ConversationRepository:
             mode=mode,
             parent_conversation_id=parent_conversation_id,
             options=options,
+            data=ConversationData(user_input=user_input, tags=tags),
         )
         self.session.add(conversation)
-        await self.session.flush()
-        self.session.add(
-            ConversationData(conversation_id=conversation.id, user_input=user_input, tags=tags)
-        )
-        await self.session.flush()
+        await self.session.flush()  # one flush: the thread, the conversation, then its data
         return conversation
 
     async def get(self, *, user_id: str, conversation_id: str) -> Conversation | None:
@@ -184,13 +183,6 @@ class ConversationRepository:
             .values(**values)
         )
 
-    async def save_upstream(self, *, conversation_id: str, response_id: str, sequence: int) -> None:
-        await self.session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .values(upstream_response_id=response_id, upstream_sequence=sequence)
-        )
-
     async def running_in_thread(self, *, user_id: str, thread_id: str) -> list[str]:
         """The user's in-progress conversations of the thread."""
         result = await self.session.execute(
@@ -247,24 +239,29 @@ class ConversationRepository:
         stop_reason: StopReason | None = None,
         error: str | None = None,
         usage: dict[str, Any] | None = None,
+        upstream_response_id: str | None = None,
     ) -> bool:
-        """Moves an in-progress conversation to a final status. False if it had already ended."""
+        """Moves an in-progress conversation to a final status, with the refine stage's upstream
+        run when it had one. False if it had already ended."""
         if status is ConversationStatus.IN_PROGRESS:
             raise ValueError("finish() needs a final status")
         now = utcnow()
+        values: dict[str, Any] = {
+            "status": status,
+            "stop_reason": stop_reason,
+            "error": error,
+            "usage": usage,
+            "finished_at": now,
+            "updated_at": now,
+        }
+        if upstream_response_id is not None:
+            values["upstream_response_id"] = upstream_response_id
         result = await self.session.execute(
             update(Conversation)
             .where(
                 Conversation.id == conversation_id,
                 Conversation.status == ConversationStatus.IN_PROGRESS,
             )
-            .values(
-                status=status,
-                stop_reason=stop_reason,
-                error=error,
-                usage=usage,
-                finished_at=now,
-                updated_at=now,
-            )
+            .values(values)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
+from storytool.db.engine import write_gate
 from storytool.errors import Conflict, NotFound
 from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog, RedisEventLog
 from storytool.generation.metered import MeteredEventLog
@@ -93,12 +94,14 @@ class StoryService:
         self._drainer: asyncio.Task[None] | None = None
         self.shutdown_timeout_s = settings.shutdown_timeout_s
         self._followers: Counter[str] = Counter()
+        self._write_gate = write_gate(sessionmaker)
         self._pipeline = Pipeline(
             provider=provider,
             sessionmaker=sessionmaker,
             events=events,
             settings=settings,
             passages=passages,
+            write_gate=self._write_gate,
         )
 
     async def open(self) -> None:
@@ -135,7 +138,7 @@ class StoryService:
         :mod:`storytool.generation.modes`."""
         run = self._runs.admit(user_id=user_id)
         try:
-            async with self._sessionmaker.begin() as session:
+            async with self._write_gate, self._sessionmaker.begin() as session:
                 plan = await plan_generation(
                     session,
                     user_id=user_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -141,15 +142,10 @@ class ThreadRepository:
 
     async def touch(self, *, thread_id: str, title: str | None = None) -> None:
         """Marks new activity; sets the title only if the thread has none yet."""
-        await self.session.execute(
-            update(Thread).where(Thread.id == thread_id).values(updated_at=utcnow())
-        )
+        values: dict[str, Any] = {"updated_at": utcnow()}
         if title is not None:
-            await self.session.execute(
-                update(Thread)
-                .where(Thread.id == thread_id, Thread.title.is_(None))
-                .values(title=title)
-            )
+            values["title"] = func.coalesce(Thread.title, title)
+        await self.session.execute(update(Thread).where(Thread.id == thread_id).values(values))
 
     async def delete(self, *, user_id: str, thread_id: str) -> bool:
         """Deletes the thread; the database cascades to conversations, data and evaluations."""

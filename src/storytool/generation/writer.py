@@ -1,0 +1,106 @@
+"""Writes behind the streams: stage results, partial stories and upstream run ids of every story
+the process runs, together.
+
+A stream never waits for these writes. Values wait in memory until the writer's next
+transaction, which carries whatever every story has queued by then: with N stories streaming,
+the database sees about one transaction a second instead of N, and they take one pooled
+connection instead of N. A newer value for a column replaces an older one still waiting.
+
+The end of a story does not go through here: it takes its story's waiting values with
+:meth:`StageWriter.settle` and saves them with its final status in its own transaction, after any
+batch already carrying them has committed, so an older partial text never lands after the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storytool.models import Conversation, ConversationData
+
+logger = logging.getLogger("storytool.generation")
+
+_DATA: Table = ConversationData.__table__  # type: ignore[assignment]
+_CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class Waiting:
+    """One story's values not yet written: ``conversation_data`` columns and the upstream run."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    upstream: str | None = None
+
+
+class StageWriter:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        gate: AbstractAsyncContextManager[Any],
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._gate = gate
+        self._waiting: dict[str, Waiting] = {}
+        self._in_flight: frozenset[str] = frozenset()
+        self._batch_done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, conversation_id: str, *, upstream: str | None = None, **values: Any) -> None:
+        waiting = self._waiting.setdefault(conversation_id, Waiting())
+        waiting.values.update(values)
+        if upstream is not None:
+            waiting.upstream = upstream
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="stage-writer")
+
+    async def settle(self, conversation_id: str) -> Waiting:
+        """Takes the story's waiting values for its end to save, once no batch in flight still
+        holds older ones of it."""
+        waiting = self._waiting.pop(conversation_id, Waiting())
+        while conversation_id in self._in_flight:
+            await self._batch_done.wait()
+        return waiting
+
+    async def _run(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            self._in_flight = frozenset(batch)
+            done = self._batch_done = asyncio.Event()
+            try:
+                await self._write(batch)
+            except Exception:  # each story's end saves its text again
+                logger.exception("a write behind %d generation(s) failed", len(batch))
+            finally:
+                self._in_flight = frozenset()
+                done.set()
+
+    async def _write(self, batch: dict[str, Waiting]) -> None:
+        by_columns: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        upstream: list[dict[str, Any]] = []
+        for conversation_id, waiting in batch.items():
+            if waiting.values:
+                by_columns[tuple(sorted(waiting.values))].append(
+                    {"row_id": conversation_id, **waiting.values}
+                )
+            if waiting.upstream is not None:
+                upstream.append(
+                    {"row_id": conversation_id, "upstream_response_id": waiting.upstream}
+                )
+        async with self._gate, self._sessionmaker.begin() as session:
+            # One executemany per set of columns: the SET clause comes from the parameters.
+            for rows in by_columns.values():
+                await session.execute(
+                    update(_DATA).where(_DATA.c.conversation_id == bindparam("row_id")), rows
+                )
+            if upstream:
+                await session.execute(
+                    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id")),
+                    upstream,
+                )
