@@ -182,8 +182,10 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000:384,1000000:384,100000:1536")
-    parser.add_argument("--hnsw-m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=40)
+    # The service's defaults (STORYTOOL_HNSW_M, STORYTOOL_HNSW_EF_CONSTRUCTION).
+    defaults = Settings(_env_file=None)
+    parser.add_argument("--hnsw-m", type=int, default=defaults.hnsw_m)
+    parser.add_argument("--ef-construction", type=int, default=defaults.hnsw_ef_construction)
     parser.add_argument("--ef-search", default="64,128,256", help="HNSW efSearch values to try")
     parser.add_argument("--pool-threads", default="1,2", help="search pool sizes for the lag")
     parser.add_argument(

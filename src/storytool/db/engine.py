@@ -45,12 +45,17 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
+    # No pre-ping: it costs every transaction one more round trip (a story makes several, and
+    # under load each round trip waits a turn of a busy event loop while holding its pooled
+    # connection). Instead a connection found dead makes SQLAlchemy drop every connection opened
+    # before it, so after a database restart one transaction fails (answered 503, or retried by
+    # the story's end) and the next ones reconnect; pool_recycle retires connections before the
+    # server's idle timeout would.
     return create_async_engine(
         url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
         pool_recycle=3600,
     )
 
