@@ -9,6 +9,9 @@ streams a story of ``tokens`` word tokens at ``rate`` tokens per second, and the
 against three targets, each a single uvicorn worker in its own process:
 
   a  direct   the fake's ``POST /v1/responses`` stream, read by the load client itself
+  a+ direct, draft first: the load client first reads a whole ``POST /v1/chat/completions``
+              stream (the draft), then the responses stream: the upstream calls Storytool makes
+              before its first delta, with nothing in between
   b  relay    a minimal FastAPI + sse-starlette app forwarding the SDK's refine deltas
   c  storytool ``POST /api/generate`` with the openai provider (SQLite or MariaDB, local auth);
               the fake answers every call at once (no first-token delay; the draft model writes
@@ -23,6 +26,7 @@ when each delta arrives. Figures per target:
 
   ttft       time from sending the request to the first delta (p50); "added" is over (a). For
              (c) this is end to end: the start transaction and the whole draft call come first
+  over a+    (c) only: its ttft minus (a+)'s: what Storytool adds to the same upstream calls
   refine     (c) only: time from the ``stage refine started`` event reaching the client to the
              first delta (p50), minus (a)'s ttft: what Storytool adds to one upstream stream's
              first token, like (b) does. The stage event is written just before the SDK builds
