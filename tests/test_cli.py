@@ -58,3 +58,12 @@ def test_serve_migrates_then_answers_readyz(tmp_path: Path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_serve_refuses_one_instance_id_for_several_workers(tmp_path: Path):
+    result = run_cli(
+        "serve", "--workers", "2", cwd=tmp_path, env={"STORYTOOL_INSTANCE_ID": "replica-a"}
+    )
+    assert result.returncode == 2
+    assert "STORYTOOL_INSTANCE_ID names one process" in result.stderr
+    assert not (tmp_path / "data").exists()  # refused before touching anything

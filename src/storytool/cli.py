@@ -61,6 +61,15 @@ def serve(
 ) -> None:
     """Serve the API. On the embedded SQLite default, migrates the database first."""
     settings = load_settings()
+    if workers > 1 and settings.instance_id:
+        # Every worker would take the one id: a worker restarted by uvicorn would then end its
+        # siblings' running stories as its own leftovers, and cancels would reach any of them.
+        typer.echo(
+            "STORYTOOL_INSTANCE_ID names one process; with --workers "
+            f"{workers} leave it unset so that each worker takes an id of its own",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     url = _prepare_database(settings)
     if settings.is_sqlite:
         asyncio.run(migrations.upgrade(url))
