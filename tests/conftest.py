@@ -28,6 +28,11 @@ DEFAULT_MYSQL_URL = "mysql+asyncmy://root@127.0.0.1:3306/test?charset=utf8mb4"
 MYSQL_URL = os.environ.get("STORYTOOL_TEST_MYSQL_URL", DEFAULT_MYSQL_URL)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# One test process starts hundreds of apps: freezing what is alive at each start (the previous
+# apps included) would keep their reference cycles for the rest of the run. Servers the tests
+# start as subprocesses inherit this too.
+os.environ.setdefault("STORYTOOL_GC_FREEZE", "false")
+
 _mysql_unavailable: list[str] = []
 _backends_run: set[str] = set()
 

@@ -39,7 +39,12 @@ def test_serve_migrates_then_answers_readyz(tmp_path: Path):
     process = subprocess.Popen(
         [sys.executable, "-m", "storytool", "serve", "--port", str(port)],
         cwd=tmp_path,
-        env={**os.environ, "STORYTOOL_DATA_DIR": str(tmp_path / "data")},
+        # As deployed: the start-up objects frozen out of the collector's scans.
+        env={
+            **os.environ,
+            "STORYTOOL_DATA_DIR": str(tmp_path / "data"),
+            "STORYTOOL_GC_FREEZE": "true",
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

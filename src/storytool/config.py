@@ -259,6 +259,13 @@ class Settings(BaseSettings):
     shutdown_timeout_s: PositiveFloat = Field(
         default=10.0, description="Seconds running streams get to finish on SIGTERM."
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description=(
+            "After start-up, keep the objects built so far out of the garbage collector's "
+            "scans (gc.freeze): with many streams open it otherwise rescans them all."
+        ),
+    )
     redis_prefix: str = Field(
         default="storytool",
         description="Prefix of every Redis key and channel, so deployments can share a Redis.",
