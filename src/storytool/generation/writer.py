@@ -6,9 +6,10 @@ transaction, which carries whatever every story has queued by then: with N stori
 the database sees about one transaction a second instead of N, and they take one pooled
 connection instead of N. A newer value for a column replaces an older one still waiting.
 
-The end of a story does not go through here: it takes its story's waiting values with
-:meth:`StageWriter.settle` and saves them with its final status in its own transaction, after any
-batch already carrying them has committed, so an older partial text never lands after the end.
+The end of a story does not go through here: it saves the story's latest values with its final
+status in its own transaction, after :meth:`StageWriter.settle` has dropped what the story still
+had queued and waited out any batch already carrying older values of it, so an older partial
+text never lands after the end.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
-class Waiting:
+class _Waiting:
     """One story's values not yet written: ``conversation_data`` columns and the upstream run."""
 
     values: dict[str, Any] = field(default_factory=dict)
@@ -47,26 +48,25 @@ class StageWriter:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._gate = gate
-        self._waiting: dict[str, Waiting] = {}
+        self._waiting: dict[str, _Waiting] = {}
         self._in_flight: frozenset[str] = frozenset()
         self._batch_done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def put(self, conversation_id: str, *, upstream: str | None = None, **values: Any) -> None:
-        waiting = self._waiting.setdefault(conversation_id, Waiting())
+        waiting = self._waiting.setdefault(conversation_id, _Waiting())
         waiting.values.update(values)
         if upstream is not None:
             waiting.upstream = upstream
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="stage-writer")
 
-    async def settle(self, conversation_id: str) -> Waiting:
-        """Takes the story's waiting values for its end to save, once no batch in flight still
-        holds older ones of it."""
-        waiting = self._waiting.pop(conversation_id, Waiting())
+    async def settle(self, conversation_id: str) -> None:
+        """Drops the story's queued values (its end saves newer ones) and returns once no batch
+        in flight still holds older ones of it."""
+        self._waiting.pop(conversation_id, None)
         while conversation_id in self._in_flight:
             await self._batch_done.wait()
-        return waiting
 
     async def _run(self) -> None:
         while self._waiting:
@@ -81,7 +81,7 @@ class StageWriter:
                 self._in_flight = frozenset()
                 done.set()
 
-    async def _write(self, batch: dict[str, Waiting]) -> None:
+    async def _write(self, batch: dict[str, _Waiting]) -> None:
         by_columns: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         upstream: list[dict[str, Any]] = []
         for conversation_id, waiting in batch.items():
