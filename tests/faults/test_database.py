@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -181,3 +182,28 @@ async def settled_within(
             if conversation.status is not ConversationStatus.IN_PROGRESS:
                 return conversation.status
             await asyncio.sleep(0.1)
+
+
+async def test_starts_that_pile_up_while_the_database_is_away_all_answer_503_promptly(
+    settings: Settings, outage: Outage
+):
+    """Twenty starts at once against a locked SQLite file (busy timeout 0.2 s) or a MariaDB that
+    refuses connections: each answers 503 within about its own timeout, not one after another
+    behind the others' (20 x 0.2 s)."""
+    roomy = outage_settings(settings, outage).model_copy(
+        update={"max_running_per_user": 100, "rate_limit": "1000/minute"}
+    )
+    async with serving(roomy) as client:
+        outage.begin()
+        try:
+            started = time.perf_counter()
+            answers = await asyncio.gather(
+                *(client.post("/api/generate", json=PROMPT) for _ in range(20))
+            )
+            elapsed = time.perf_counter() - started
+        finally:
+            outage.end()
+
+    assert [answer.status_code for answer in answers] == [503] * 20
+    assert {answer.json()["error"]["code"] for answer in answers} == {"database_unavailable"}
+    assert elapsed < 2.0

@@ -54,7 +54,7 @@ async def test_queued_values_of_many_stories_go_out_in_one_transaction(
 ) -> None:
     first, second, third = await _conversations(sessionmaker, 3)
     commits = _count_commits(sessionmaker)
-    writer = StageWriter(sessionmaker, write_gate(sessionmaker))
+    writer = StageWriter(sessionmaker, write_gate(sessionmaker, timeout_s=5))
 
     writer.put(first, story="옛날 옛적")
     writer.put(second, base_story="초고")
@@ -74,7 +74,7 @@ async def test_values_still_queued_at_the_end_are_dropped_not_written_after_it(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     (conversation_id,) = await _conversations(sessionmaker, 1)
-    writer = StageWriter(sessionmaker, write_gate(sessionmaker))
+    writer = StageWriter(sessionmaker, write_gate(sessionmaker, timeout_s=5))
 
     writer.put(conversation_id, story="반쯤 쓴 이야기", upstream="resp_1")
     await writer.settle(conversation_id)  # the end saves the newer text itself
@@ -107,7 +107,7 @@ async def test_a_failed_batch_is_logged_and_releases_the_ends(
     missing = tmp_path / "no-such-folder" / "storytool.db"
     engine = create_engine(Settings(), url=f"sqlite+aiosqlite:///{missing}")
     sessionmaker = create_sessionmaker(engine)
-    writer = StageWriter(sessionmaker, write_gate(sessionmaker))
+    writer = StageWriter(sessionmaker, write_gate(sessionmaker, timeout_s=5))
     try:
         with caplog.at_level(logging.ERROR, logger="storytool.generation"):
             writer.put("c-1", story="a")

@@ -6,6 +6,7 @@ import asyncio
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -64,14 +65,38 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def write_gate(sessionmaker: async_sessionmaker[AsyncSession]) -> AbstractAsyncContextManager[Any]:
+class _SQLiteWriters:
+    """An asyncio lock whose wait is bounded like SQLite's own (``busy timeout``): a writer queued
+    behind a stuck one gives up with the pool's timeout error, which the API answers with 503."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._lock = asyncio.Lock()
+        self._timeout_s = timeout_s
+
+    async def __aenter__(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._lock.acquire()
+        except TimeoutError as exc:
+            raise sqlalchemy.exc.TimeoutError(
+                f"no turn to write to SQLite within {self._timeout_s:g} s"
+            ) from exc
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+def write_gate(
+    sessionmaker: async_sessionmaker[AsyncSession], *, timeout_s: float
+) -> AbstractAsyncContextManager[Any]:
     """What the busiest write transactions (a story's start, its writes behind the stream, its
     end) enter before they take a connection. SQLite lets one connection write at a time, and a
     connection that finds the file locked sleeps in growing steps (up to 100 ms) before it tries
     again: with many stories streaming, writers spend their time asleep, holding pool slots that
-    new stories wait for. An asyncio lock queues the process's own writers instead and hands the
-    file from one to the next at once. Other databases lock rows: there is nothing to queue."""
+    new stories wait for. A queue in the process hands the file from one writer to the next at
+    once, and waits no longer than ``timeout_s`` (SQLite's busy timeout). Other databases lock
+    rows: there is nothing to queue."""
     bind = sessionmaker.kw.get("bind")
     if isinstance(bind, AsyncEngine) and bind.dialect.name == "sqlite":
-        return asyncio.Lock()
+        return _SQLiteWriters(timeout_s)
     return nullcontext()

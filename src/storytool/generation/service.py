@@ -94,7 +94,7 @@ class StoryService:
         self._drainer: asyncio.Task[None] | None = None
         self.shutdown_timeout_s = settings.shutdown_timeout_s
         self._followers: Counter[str] = Counter()
-        self._write_gate = write_gate(sessionmaker)
+        self._write_gate = write_gate(sessionmaker, timeout_s=settings.db_busy_timeout_s)
         self._pipeline = Pipeline(
             provider=provider,
             sessionmaker=sessionmaker,
