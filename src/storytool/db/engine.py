@@ -66,23 +66,37 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 class _SQLiteWriters:
-    """An asyncio lock whose wait is bounded like SQLite's own (``busy timeout``): a writer queued
-    behind a stuck one gives up with the pool's timeout error, which the API answers with 503."""
+    """A queue of the process's SQLite writers, in arrival order. A writer waits as long as the
+    writers ahead of it get through; when none has for a whole ``timeout_s`` (SQLite's busy
+    timeout: the file is locked from outside, or the disk is stuck), it gives up with the pool's
+    timeout error, which the API answers with 503, instead of waiting out every writer ahead."""
 
     def __init__(self, timeout_s: float) -> None:
         self._lock = asyncio.Lock()
         self._timeout_s = timeout_s
+        self._written = 0
 
     async def __aenter__(self) -> None:
+        turn = asyncio.ensure_future(self._lock.acquire())
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._lock.acquire()
-        except TimeoutError as exc:
-            raise sqlalchemy.exc.TimeoutError(
-                f"no turn to write to SQLite within {self._timeout_s:g} s"
-            ) from exc
+            seen = self._written
+            while not turn.done():
+                await asyncio.wait([turn], timeout=self._timeout_s)
+                if not turn.done() and self._written == seen:
+                    raise sqlalchemy.exc.TimeoutError(
+                        f"no SQLite write got through in {self._timeout_s:g} s"
+                    )
+                seen = self._written
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self._lock.release()  # the turn came as this wait was given up
+            else:
+                turn.cancel()
+            raise
 
-    async def __aexit__(self, *_exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if exc_type is None:
+            self._written += 1
         self._lock.release()
 
 
