@@ -108,8 +108,8 @@ def write_gate(
     connection that finds the file locked sleeps in growing steps (up to 100 ms) before it tries
     again: with many stories streaming, writers spend their time asleep, holding pool slots that
     new stories wait for. A queue in the process hands the file from one writer to the next at
-    once, and waits no longer than ``timeout_s`` (SQLite's busy timeout). Other databases lock
-    rows: there is nothing to queue."""
+    once; a writer gives up only when no write has got through for ``timeout_s`` (SQLite's busy
+    timeout). Other databases lock rows: there is nothing to queue."""
     bind = sessionmaker.kw.get("bind")
     if isinstance(bind, AsyncEngine) and bind.dialect.name == "sqlite":
         return _SQLiteWriters(timeout_s)
