@@ -54,7 +54,7 @@ DEFAULT_STORY = (
     "차설. 선비가 마침내 뜻을 이루니, 온 고을이 그 덕을 칭송하노라."
 )
 
-FaultKind = Literal["stall", "drop", "inject", "error", "failed", "incomplete"]
+FaultKind = Literal["stall", "drop", "inject", "error", "failed", "incomplete", "linger"]
 Api = Literal["responses", "chat"]
 RUN_FAILURES = ("error", "failed", "incomplete")
 
@@ -63,6 +63,7 @@ RUN_FAILURES = ("error", "failed", "incomplete")
 class Fault:
     """Something that goes wrong on the next stream of ``api`` (any when None), after ``after``
     text deltas: ``stall`` stops sending without closing, ``drop`` closes the connection,
+    ``linger`` sends the whole stream but then keeps the body open,
     ``inject`` sends an event of an unknown type (``event_type``; in chat streams an SSE comment
     of that name) and carries on, ``error`` /
     ``failed`` / ``incomplete`` end a Responses run with that event (chat streams: an error
@@ -421,6 +422,8 @@ class FakeOpenAI:
                     fault = None
             yield chunk
             deltas += is_delta
+        if fault is not None and fault.kind == "linger":
+            await asyncio.Event().wait()
 
     # --- Responses -------------------------------------------------------------------------
 

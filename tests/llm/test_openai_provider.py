@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from pydantic import BaseModel
@@ -19,7 +20,7 @@ from storytool.llm.base import (
     Turn,
     UpstreamStarted,
 )
-from storytool.llm.openai import OpenAIProvider
+from storytool.llm.openai import DRAIN_TIMEOUT_S, OpenAIProvider
 from storytool.models import StopReason
 from tests.fakes.openai_server import DEFAULT_STORY, FakeOpenAI, tokenize
 
@@ -225,6 +226,16 @@ class TestFailuresAfterTheFirstToken:
         assert text_of(received) == "".join(tokenize(DEFAULT_STORY)[:2])
         assert len(refine_posts(fake_openai)) == 1
         await provider.aclose()
+
+    async def test_a_body_left_open_after_the_end_does_not_hold_the_story(
+        self, provider, fake_openai
+    ):
+        fake_openai.behaviour.add_fault("linger", api="responses")
+        started = time.perf_counter()
+        received = await collect(provider.refine(request(), "초고"))
+        assert text_of(received) == DEFAULT_STORY
+        assert isinstance(received[-1], StreamFinished)
+        assert time.perf_counter() - started < DRAIN_TIMEOUT_S + 2
 
     async def test_a_dropped_stream_is_a_provider_error_and_resumes(self, provider, fake_openai):
         fake_openai.behaviour.add_fault("drop", after=3)

@@ -17,6 +17,7 @@ model with a JSON-schema structured output. Facts about the SDK (openai 3.x) tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -58,6 +59,9 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 MAX_RETRY_WAIT_S = 30.0
 """Longest wait before a retry, whatever a Retry-After header asks: a user is watching."""
+
+DRAIN_TIMEOUT_S = 1.0
+"""How long a finished refine stream may take to end its body before its connection is dropped."""
 
 LENGTH_HINTS: dict[StoryLength, str] = {
     "short": "짧게, 800자 안팎으로",
@@ -325,9 +329,12 @@ class OpenAIProvider(LLMProvider):
                         usage = event.response.usage
                         yield StreamFinished(_usage(usage.model_dump()) if usage else {})
                         # Read to the end of the body, so the connection goes back to the pool
-                        # for the next call instead of being closed half-read.
-                        async for _after in stream:
-                            pass
+                        # for the next call instead of being closed half-read; a server that
+                        # keeps it open past the end loses the connection instead.
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                                async for _after in stream:
+                                    pass
                         return
                     elif event.type == "error":
                         raise ProviderError(f"the model server reported an error: {event.message}")

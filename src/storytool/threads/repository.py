@@ -60,12 +60,6 @@ class ThreadRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def create(self, *, user_id: str, title: str | None = None) -> Thread:
-        thread = Thread(user_id=user_id, title=title)
-        self.session.add(thread)
-        await self.session.flush()
-        return thread
-
     async def get(self, *, user_id: str, thread_id: str) -> Thread | None:
         result = await self.session.execute(
             select(Thread).where(Thread.id == thread_id, Thread.user_id == user_id)
