@@ -20,13 +20,16 @@ from storytool.client import (
     ErrorEvent,
     MetaEvent,
     RecommendationsEvent,
+    StageEvent,
     StorytoolClient,
     StorytoolClientError,
     TitleEvent,
 )
 from storytool.config import Settings, describe_settings_error
 from storytool.db import migrations
-from storytool.llm.base import StoryLength
+from storytool.generation.story import StoryLength
+from storytool.llm import build_client
+from storytool.llm.base import Capabilities, ProviderError
 from storytool.logging import logging_config
 from storytool.search.builder import CorpusError, build_index
 from storytool.search.embedders import EmbeddingError, build_embedder
@@ -37,6 +40,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 index_app = typer.Typer(help="Search indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+llm_app = typer.Typer(help="The model server.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 
 
 def load_settings() -> Settings:
@@ -81,6 +86,42 @@ def serve(
         workers=workers,
         log_config=logging_config(),
     )
+
+
+@llm_app.command("check")
+def llm_check() -> None:
+    """Asks the model server at STORYTOOL_OPENAI_BASE_URL what it can do (a few tiny calls) and
+    says, in words, what Storytool will do there and which setting changes it."""
+    settings = load_settings()
+    client = build_client(settings)
+    if client is None:
+        typer.echo("provider: offline (no model server; set STORYTOOL_OPENAI_BASE_URL or a key)")
+        return
+
+    async def check() -> Capabilities:
+        try:
+            return await client.check()
+        finally:
+            await client.aclose()
+
+    try:
+        found = asyncio.run(check())
+    except ProviderError as exc:
+        typer.echo(
+            f"the model server at {settings.openai_base_url} failed: {exc.message}", err=True
+        )
+        raise typer.Exit(code=1) from exc
+
+    def said(value: bool | None) -> str:
+        return "unknown" if value is None else "yes" if value else "no"
+
+    typer.echo(f"server: {settings.openai_base_url or 'https://api.openai.com/v1'}")
+    typer.echo(f"responses api: {said(found.responses)}")
+    typer.echo(f"background runs (cancel/resume by id): {said(found.background)}")
+    typer.echo(f"structured output, responses json_schema: {said(found.json_schema)}")
+    typer.echo(f"structured output, chat json_schema: {said(found.chat_json_schema)}")
+    for note in found.notes:
+        typer.echo(f"- {note}")
 
 
 @db_app.command("upgrade")
@@ -184,13 +225,20 @@ async def _stream_story(
     token: str | None,
 ) -> int:
     """Prints the story as it streams (resumed by the client if the connection drops); the
-    exit code."""
+    exit code. The draft streams first, dimmed, to stderr; the refined story, which replaces it,
+    to stdout, so ``storytool generate ... > story.txt`` keeps the finished text alone."""
     async with StorytoolClient(url, user_id=user, token=token) as client:
         stream = client.generate(prompt, tags=tags, thread_id=thread_id, length=length)
         async for event in stream:
             match event:
                 case MetaEvent():
                     typer.echo(f"thread {event.thread_id}", err=True)
+                case StageEvent(name="draft", status="started"):
+                    typer.secho("[초고]", err=True, bold=True)
+                case StageEvent(name="refine", status="started"):
+                    typer.secho("\n[다듬은 이야기]", err=True, bold=True)
+                case DeltaEvent(stage="draft"):
+                    typer.secho(event.text, nl=False, err=True, dim=True)
                 case DeltaEvent():
                     typer.echo(event.text, nl=False)
                 case TitleEvent():

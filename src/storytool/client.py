@@ -55,7 +55,7 @@ from storytool._client.events import (
 from storytool.analysis.schemas import AnalyzeResponse
 from storytool.evaluations.schemas import Evaluation
 from storytool.generation.schemas import CancelResponse
-from storytool.llm.base import StoryLength
+from storytool.generation.story import StoryLength
 from storytool.search.schemas import SearchResponse
 from storytool.threads.schemas import HistoryPage, ThreadDetail, ThreadSummary
 

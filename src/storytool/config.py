@@ -24,6 +24,14 @@ class LLMProvider(StrEnum):
     OFFLINE = "offline"
 
 
+class ModelApi(StrEnum):
+    """Which OpenAI API a model call goes through; ``auto`` learns what the server has."""
+
+    AUTO = "auto"
+    RESPONSES = "responses"
+    CHAT = "chat"
+
+
 class AuthMode(StrEnum):
     LOCAL = "local"
     HEADER = "header"
@@ -129,6 +137,20 @@ class Settings(BaseSettings):
     refine_background: bool = Field(
         default=True,
         description="Run refine with background=True so responses.cancel stops it upstream.",
+    )
+    refine_api: ModelApi = Field(
+        default=ModelApi.AUTO,
+        description=(
+            "responses, chat, or auto: the Responses API where the server has it, else a "
+            "streamed chat completion (llama.cpp before Responses, some proxies)."
+        ),
+    )
+    structured_api: ModelApi = Field(
+        default=ModelApi.AUTO,
+        description=(
+            "responses (text.format json_schema), chat (response_format json_schema, then "
+            "json_object), or auto: what the server honours, learned on first use."
+        ),
     )
     remote_conversations: bool = Field(
         default=False,

@@ -19,7 +19,8 @@ from storytool.auth import Authenticator
 from storytool.config import Settings
 from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.generation.service import StoryService, build_story_service
-from storytool.llm import LLMProvider, build_provider
+from storytool.generation.story import build_writer
+from storytool.llm import ModelClient, build_client
 from storytool.metrics import Metrics
 from storytool.ratelimit import RateLimiter, build_rate_limiter
 from storytool.search.service import SearchService, build_search_service
@@ -32,7 +33,8 @@ class State(TypedDict):
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     authenticator: Authenticator
-    llm: LLMProvider
+    llm: ModelClient | None
+    """The model server's client; None with the offline provider."""
     stories: StoryService
     search: SearchService
     metrics: Metrics
@@ -45,7 +47,7 @@ def build_lifespan(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_engine(settings)
-        llm = build_provider(settings)
+        llm = build_client(settings)
         search = build_search_service(settings)
         await search.start()
         logger.info(
@@ -55,7 +57,14 @@ def build_lifespan(
             settings.auth_mode.value,
         )
         sessionmaker = create_sessionmaker(engine)
-        stories = build_story_service(settings, llm, sessionmaker, passages=search, metrics=metrics)
+        stories = build_story_service(
+            settings,
+            build_writer(settings, llm),
+            sessionmaker,
+            passages=search,
+            metrics=metrics,
+            remote=llm,
+        )
         try:
             await stories.open()
             if settings.gc_freeze:
@@ -78,7 +87,8 @@ def build_lifespan(
         finally:
             await stories.aclose()
             await search.aclose()
-            await llm.aclose()
+            if llm is not None:
+                await llm.aclose()
             await engine.dispose()
 
     return lifespan

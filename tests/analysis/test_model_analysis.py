@@ -121,26 +121,31 @@ class TestInvalidAnswers:
         assert response.json()["analysis"]["result"]["summary"] == "두 번째에 맞았다."
         assert len(structured_requests(fake_openai)) == 2
 
-    async def test_two_malformed_answers_are_a_502_saying_so(
+    async def test_two_malformed_answers_still_answer_the_metrics_saying_why(
         self, alice: httpx.AsyncClient, fake_openai: FakeOpenAI
     ):
         fake_openai.behaviour.structured_answers.extend(
-            ["not json at all", json.dumps({"summary": 1, "characters": "none"})]
+            ['{"summary": "끊긴 답', json.dumps({"summary": 1, "characters": "none"})]
         )
         response = await alice.post(URL, json={"text": CLASSICAL})
-        assert response.status_code == 502
-        error = response.json()["error"]
-        assert error["code"] == "upstream_error"
-        assert "the model's answer was invalid" in error["message"]
+        assert response.status_code == 200
+        body = response.json()
+        assert body["metrics"]["sentences"] > 0
+        assert body["analysis"]["available"] is False
+        assert body["analysis"]["result"] is None
+        assert "invalid_model_output" in body["analysis"]["reason"]
         assert len(structured_requests(fake_openai)) == 2
 
-    async def test_an_upstream_that_keeps_failing_is_a_502(
+    async def test_an_upstream_that_keeps_failing_still_answers_the_metrics(
         self, alice: httpx.AsyncClient, fake_openai: FakeOpenAI
     ):
         fake_openai.behaviour.fail_next(503, times=10, path="/v1/responses")
         response = await alice.post(URL, json={"text": CLASSICAL})
-        assert response.status_code == 502
-        assert "the model could not analyse the story" in response.json()["error"]["message"]
+        assert response.status_code == 200
+        body = response.json()
+        assert body["metrics"]["characters"] == len(CLASSICAL)
+        assert body["analysis"]["available"] is False
+        assert "503" in body["analysis"]["reason"]
 
 
 class TestLongText:

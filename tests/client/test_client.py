@@ -35,7 +35,9 @@ PROMPT = "한 선비가 과거 길에 올라 산적을 만나니"
 
 
 def story_of(events: list[StoryEvent]) -> str:
-    return "".join(event.text for event in events if isinstance(event, DeltaEvent))
+    return "".join(
+        event.text for event in events if isinstance(event, DeltaEvent) and event.stage == "refine"
+    )
 
 
 async def collect(stream, into: list[StoryEvent] | None = None) -> list[StoryEvent]:
@@ -70,7 +72,7 @@ class TestGenerate:
             stream = client.generate(PROMPT, length="long")
             async for event in stream:
                 events.append(event)
-                if isinstance(event, DeltaEvent):
+                if isinstance(event, DeltaEvent) and event.stage == "refine":
                     answer = await client.cancel(events[0].conversation_id)
                     break
             events += [event async for event in stream]

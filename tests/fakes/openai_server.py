@@ -431,6 +431,10 @@ class FakeOpenAI:
         body, error = await self._receive(request)
         if error is not None:
             return error
+        if not isinstance(body.get("input"), str | list):
+            # As OpenAI does: a body it cannot run is refused before anything is generated.
+            message = "Invalid type for 'input': expected a string or an array."
+            return JSONResponse(_error_body(message, "invalid_request_error"), 400)
         conversation = body.get("conversation")
         conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
         if conversation_id is not None and conversation_id not in self.conversations:

@@ -53,8 +53,13 @@ async def read_events(response: httpx.Response) -> AsyncIterator[Event]:
             fields[name] = value.removeprefix(" ")
 
 
-def story_of(events: list[Event]) -> str:
-    return "".join(event.data["text"] for event in events if event.event == "delta")
+def story_of(events: list[Event], stage: str = "refine") -> str:
+    """The text the events streamed for one stage: the refined story, or the draft."""
+    return "".join(
+        event.data["text"]
+        for event in events
+        if event.event == "delta" and event.data["stage"] == stage
+    )
 
 
 class Database:
@@ -136,8 +141,11 @@ async def cancel_when(
     return events, answer
 
 
-def deltas(count: int) -> Callable[[list[Event]], bool]:
-    return lambda events: sum(event.event == "delta" for event in events) == count
+def deltas(count: int, *, stage: str = "refine") -> Callable[[list[Event]], bool]:
+    """True once ``count`` deltas of ``stage`` have arrived."""
+    return lambda events: (
+        sum(event.event == "delta" and event.data["stage"] == stage for event in events) == count
+    )
 
 
 async def until_deltas(

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from storytool.cli import app
 from storytool.generation.repository import ConversationRepository
+from storytool.models import Conversation, ConversationData
 from tests.generation.conftest import Database
 
 
@@ -34,7 +36,15 @@ async def test_generate_prints_the_stored_story_and_its_title(
     assert f"《{thread.title}》" in out
     async with database.sessionmaker() as session:
         turns = await ConversationRepository(session).history(thread_id=thread_id, limit=1)
+        draft = await session.scalar(
+            select(ConversationData.base_story)
+            .join(Conversation, Conversation.id == ConversationData.conversation_id)
+            .where(Conversation.thread_id == thread_id)
+        )
+    # The refined story on stdout; the draft, shown first as it streamed, on stderr.
     assert out.startswith(turns[0].story)
+    assert draft
+    assert err.index("[초고]") < err.index(draft) < err.index("[다듬은 이야기]")
 
 
 async def test_generate_reports_a_refusal(client: httpx.AsyncClient, database: Database):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from storytool.config import AuthMode, Settings
-from storytool.llm.base import StoryRequest
+from storytool.generation.story import StoryRequest
 from storytool.llm.offline import compose_base_story
 from storytool.models import ConversationStatus, StopReason
 from tests.generation.conftest import (

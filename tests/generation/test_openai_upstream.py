@@ -118,7 +118,9 @@ class TestUpstreamFailures:
     async def test_a_500_before_the_first_token_is_retried(
         self, settings: Settings, upstream: FakeOpenAI
     ):
-        upstream.behaviour.fail_next(500, path="/v1/responses")
+        # The first answers the check for the Responses API (a 500 says it exists), the second
+        # the refine, which is then tried again.
+        upstream.behaviour.fail_next(500, path="/v1/responses", times=2)
         async with serving(on_fake(settings, upstream)) as client:
             events = await generate(client, PROMPT)
         assert events[-1].event == "done"
@@ -198,19 +200,25 @@ class TestCancelUpstream:
     ):
         upstream.behaviour.tokens_per_second = 20
         async with serving(on_fake(settings, upstream)) as client:
-            # Once the draft has started, a few of its tokens arrive upstream before the cancel.
-            events, answer = await cancel_when(
-                client, PROMPT, lambda seen: seen[-1].event == "stage", pause_s=0.3
-            )
+            # The draft streams as it is written: cancel after its third piece.
+            events, answer = await cancel_when(client, PROMPT, deltas(3, stage="draft"))
         conversation_id = events[0].data["conversation_id"]
 
-        assert [event.event for event in events] == ["meta", "stage", "cancelled"]
-        assert events[1].data == {"name": "draft", "status": "started"}
+        names = [event.event for event in events]
+        assert names[:2] == ["meta", "stage"]
+        assert events[1].data["name"] == "draft"
+        assert names[-1] == "cancelled"
+        assert set(names[2:-1]) == {"delta"}
+        assert {event.data["stage"] for event in events if event.event == "delta"} == {"draft"}
+        streamed = story_of(events, stage="draft")
         conversation, data = await database.conversation(conversation_id)
         assert conversation.status is ConversationStatus.CANCELLED
-        assert data.base_story
-        assert DRAFT.startswith(data.base_story)
+        assert data.base_story == streamed
+        assert DRAFT.startswith(streamed)
+        assert streamed != DRAFT
         assert data.story is None
-        assert answer.json()["partial_story"] == data.base_story
-        assert events[-1].data["partial_story"] == data.base_story
+        assert answer.json()["partial_draft"] == streamed
+        assert answer.json()["partial_story"] == ""
+        assert events[-1].data["partial_draft"] == streamed
+        assert events[-1].data["partial_story"] == ""
         assert refine_requests(upstream) == []

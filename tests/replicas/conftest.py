@@ -144,7 +144,10 @@ async def database(committed_url: str) -> AsyncIterator[Database]:
 
 
 def deltas(count: int) -> Callable[[list[Event]], bool]:
-    return lambda events: sum(event.event == "delta" for event in events) == count
+    return lambda events: (
+        sum(event.event == "delta" and event.data["stage"] == "refine" for event in events)
+        == count
+    )
 
 
 async def generate_then(

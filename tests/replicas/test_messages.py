@@ -87,7 +87,7 @@ async def cancel_on_b(a: StoryService, b: StoryService) -> tuple[list[LoggedEven
     async def read() -> None:
         async for event in a.stream(started.conversation_id):
             events.append(event)
-            if sum(seen.event == "delta" for seen in events) == 3:
+            if sum(refined(seen) for seen in events) == 3:
                 three.set()
 
     reader = asyncio.create_task(read())
@@ -99,8 +99,12 @@ async def cancel_on_b(a: StoryService, b: StoryService) -> tuple[list[LoggedEven
     return events, answer, took
 
 
+def refined(event: LoggedEvent) -> bool:
+    return event.event == "delta" and json.loads(event.data)["stage"] == "refine"
+
+
 def streamed(events: list[LoggedEvent]) -> str:
-    return "".join(json.loads(event.data)["text"] for event in events if event.event == "delta")
+    return "".join(json.loads(event.data)["text"] for event in events if refined(event))
 
 
 class TestLostMessages:

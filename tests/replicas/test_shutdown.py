@@ -34,7 +34,7 @@ class TestGracefulShutdown:
             reader = read_events(response)
             async for event in reader:
                 events.append(event)
-                if sum(seen.event == "delta" for seen in events) == 3:
+                if sum(e.event == "delta" and e.data["stage"] == "refine" for e in events) == 3:
                     break
             began = time.monotonic()
             stopping = asyncio.create_task(asyncio.to_thread(replica.terminate))

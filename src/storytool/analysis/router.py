@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api", tags=["analysis"])
 
 def get_analysis_service(state: StateDep) -> AnalysisService:
     return AnalysisService(
-        provider=state["llm"], sessionmaker=state["sessionmaker"], settings=state["settings"]
+        client=state["llm"], sessionmaker=state["sessionmaker"], settings=state["settings"]
     )
 
 
@@ -29,7 +29,6 @@ AnalysisServiceDep = Annotated[AnalysisService, Depends(get_analysis_service)]
         404: {"description": "No such conversation of the caller's"},
         409: {"description": "The conversation has no story yet"},
         422: {"description": "Empty text, text over the limit, or not exactly one source"},
-        502: {"description": "The model failed, or its answer stayed invalid after a retry"},
     },
 )
 async def analyze(

@@ -24,14 +24,9 @@ from storytool.analysis.schemas import (
     StoryAnalysis,
 )
 from storytool.config import Settings
-from storytool.errors import Conflict, InvalidInput, NotFound, UpstreamError
+from storytool.errors import Conflict, InvalidInput, NotFound
 from storytool.generation.repository import ConversationRepository
-from storytool.llm.base import (
-    InvalidModelOutput,
-    LLMProvider,
-    ProviderError,
-    StructuredOutputUnavailable,
-)
+from storytool.llm.base import ModelClient, ProviderError
 
 READ_INSTRUCTIONS = (
     "You analyse a Korean story written in the style of Joseon-era classical fiction (고전 소설). "
@@ -104,11 +99,14 @@ class AnalysisService:
     def __init__(
         self,
         *,
-        provider: LLMProvider,
+        client: ModelClient | None,
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: Settings,
     ) -> None:
-        self._provider = provider
+        """``client`` is None with the offline provider: metrics only, no model reading."""
+        self._client = client
+        self._provider = settings.effective_llm_provider.value
+        self._model = settings.mini_model
         self._sessionmaker = sessionmaker
         self._max_chars = settings.max_analysis_chars
         self._chunk_chars = settings.analysis_chunk_chars
@@ -152,34 +150,47 @@ class AnalysisService:
 
     async def _model_analysis(self, text: str, spans: Sequence[Span]) -> ModelAnalysis:
         chunks = chunk_sentences(text, spans, self._chunk_chars)
+        if self._client is None:
+            return ModelAnalysis(
+                available=False,
+                provider=self._provider,
+                model=None,
+                chunks=0,
+                reason="the offline provider has no language model for structured analysis",
+            )
         described = ModelAnalysis(
-            available=False,
-            provider=self._provider.name,
-            model=self._provider.models.get("mini"),
-            chunks=len(chunks),
+            available=False, provider=self._provider, model=self._model, chunks=len(chunks)
         )
         try:
-            partials = await self._read_chunks(chunks, total=len(spans))
-            result = partials[0] if len(partials) == 1 else await self._merge(partials, len(spans))
-        except StructuredOutputUnavailable as exc:
-            return described.model_copy(update={"reason": str(exc), "model": None, "chunks": 0})
-        except InvalidModelOutput as exc:
-            raise UpstreamError(f"the model's answer was invalid, twice: {exc.message}") from exc
+            partials = await self._read_chunks(self._client, chunks, total=len(spans))
+            result = (
+                partials[0]
+                if len(partials) == 1
+                else await self._merge(self._client, partials, len(spans))
+            )
         except ProviderError as exc:
-            raise UpstreamError(f"the model could not analyse the story: {exc.message}") from exc
+            # The metrics are exact without the model: they are answered, with the reason.
+            return described.model_copy(
+                update={"reason": f"the model's reading failed ({exc.code}): {exc.message}"}
+            )
         plot = [s for s in result.plot if 1 <= s.first_sentence <= s.last_sentence <= len(spans)]
         return described.model_copy(
             update={"available": True, "result": result.model_copy(update={"plot": plot})}
         )
 
-    async def _read_chunks(self, chunks: Sequence[Chunk], *, total: int) -> list[StoryAnalysis]:
+    async def _read_chunks(
+        self, client: ModelClient, chunks: Sequence[Chunk], *, total: int
+    ) -> list[StoryAnalysis]:
         limit = asyncio.Semaphore(self._concurrency)
 
         async def read(chunk: Chunk) -> StoryAnalysis:
             note = CHUNK_NOTE.format(first=chunk.first, last=chunk.last, total=total)
             async with limit:
-                return await self._provider.structured(
-                    StoryAnalysis, instructions=f"{READ_INSTRUCTIONS} {note}", text=chunk.body
+                return await client.structured(
+                    StoryAnalysis,
+                    model=self._model,
+                    instructions=f"{READ_INSTRUCTIONS} {note}",
+                    text=chunk.body,
                 )
 
         try:
@@ -190,8 +201,13 @@ class AnalysisService:
             raise failed.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    async def _merge(self, partials: Sequence[StoryAnalysis], total: int) -> StoryAnalysis:
+    async def _merge(
+        self, client: ModelClient, partials: Sequence[StoryAnalysis], total: int
+    ) -> StoryAnalysis:
         body = json.dumps([p.model_dump() for p in partials], ensure_ascii=False)
-        return await self._provider.structured(
-            StoryAnalysis, instructions=MERGE_INSTRUCTIONS.format(total=total), text=body
+        return await client.structured(
+            StoryAnalysis,
+            model=self._model,
+            instructions=MERGE_INSTRUCTIONS.format(total=total),
+            text=body,
         )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -8,6 +9,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from storytool.api.deps import StateDep
+from storytool.llm.base import ModelClient, ProviderError
+
+MODEL_PROBE_TIMEOUT_S = 2.0
+"""/readyz must answer fast; the first probe of a slow model server is not worth more."""
 
 router = APIRouter(tags=["health"])
 
@@ -24,6 +29,8 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(state: StateDep) -> JSONResponse:
     checks: dict[str, Any] = {"llm_provider": state["settings"].effective_llm_provider.value}
+    if state["llm"] is not None:
+        checks["llm"] = await _model_server(state["llm"])
     ready = True
     try:
         async with state["engine"].connect() as connection:
@@ -41,6 +48,18 @@ async def readyz(state: StateDep) -> JSONResponse:
         {"status": status, "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+async def _model_server(client: ModelClient) -> dict[str, object]:
+    """What the model server was found to do. Its absence does not take the replica out of
+    rotation (every replica shares the server; history and search still work): it is said."""
+    try:
+        async with asyncio.timeout(MODEL_PROBE_TIMEOUT_S):
+            await client.prepare()
+    except (ProviderError, TimeoutError) as exc:
+        message = exc.message if isinstance(exc, ProviderError) else "no answer in time"
+        return {"status": f"unavailable: {message}", **client.capabilities.as_dict()}
+    return {"status": "ok", **client.capabilities.as_dict()}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -6,9 +6,9 @@ One JSON line per judged, completed story, in the OpenAI chat fine-tuning format
                   {"role": "user", "content": <the draft prompt: input, tags, length>},
                   {"role": "assistant", "content": <the story>}]}
 
-The user turn is built by :func:`storytool.llm.openai.draft_prompt`, the words the draft model
-reads when it writes, so it learns from what it is later asked; a continuation's user turn also
-carries the end of the story it continued, as at generation time. Cancelled, failed and
+The user turn is built by :func:`storytool.generation.prompts.draft_prompt`, the words the draft
+model reads when it writes, so it learns from what it is later asked; a continuation's user turn
+also carries the end of the story it continued, as at generation time. Cancelled, failed and
 interrupted stories are left out: their cut-off text would teach the model to stop mid-sentence.
 
 Rows come through a server-side cursor, :data:`EXPORT_BATCH_ROWS` at a time, and each line is
@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from storytool.generation.modes import continuation_prompt
-from storytool.llm.base import StoryLength, StoryRequest
-from storytool.llm.openai import draft_prompt
+from storytool.generation.prompts import draft_prompt
+from storytool.generation.story import StoryLength, StoryRequest
 from storytool.models import (
     ContentEvaluation,
     Conversation,

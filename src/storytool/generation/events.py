@@ -8,14 +8,21 @@ integer id of its conversation (1, 2, 3, ...), sent as the SSE ``id:`` so a brow
 The protocol, in order (payloads are JSON objects, see :mod:`storytool.generation.schemas`)::
 
     meta             {thread_id, conversation_id}                   always first
-    stage            {name: draft|refine|title|recommend,           around each stage
-                      status: started|done}
-    delta            {text}                                         many, refine output in order
-    title            {title}
-    recommendations  {items: [str]}
+    stage            {name: draft|refine|title|recommend,           around each stage; on done
+                      status: started|done, stop_reason?}           "length" when the model
+                                                                    stopped at its token limit
+    delta            {stage: draft|refine, text}                    many, in order: the draft as
+                                                                    it is written, then the
+                                                                    refine, whose text replaces
+                                                                    the draft on screen
+    title            {title, fallback}                              fallback: made from the input
+                                                                    (the model gave none)
+    recommendations  {items: [str]}                                 may be empty
     -- exactly one terminal event --
-    done             {status: "completed", usage: {name: int}}
-    cancelled        {user_input, tags, partial_story}              user cancel or client gone
+    done             {status: "completed", usage: {name: int},
+                      stop_reason: null|"length"}
+    cancelled        {user_input, tags, partial_story,              user cancel or client gone;
+                      partial_draft}                                story = refined text so far
     error            {code, message}                                code is the provider's code,
                                                                     "timeout", "output_limit",
                                                                     "shutdown" or "internal_error"

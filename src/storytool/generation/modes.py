@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storytool.errors import Conflict, InvalidInput, NotFound
 from storytool.generation.repository import ConversationRepository
 from storytool.generation.schemas import GenerateRequest
-from storytool.llm.base import StoryRequest, Turn
+from storytool.generation.story import StoryRequest, Turn
 from storytool.models import Conversation, ConversationStatus, GenerationMode
 from storytool.threads.repository import ThreadRepository
 

@@ -18,8 +18,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
@@ -38,19 +39,18 @@ from storytool.generation.schemas import (
     StageStatus,
     Title,
 )
+from storytool.generation.story import StoryExtras, StoryRequest, StoryWriter
 from storytool.generation.writer import StageWriter
 from storytool.llm.base import (
-    LLMProvider,
+    ModelClient,
     ProviderError,
-    StoryExtras,
-    StoryRequest,
     StreamEvent,
     StreamFinished,
     TextDelta,
     UpstreamStarted,
 )
 from storytool.logging import conversation_id_var
-from storytool.models import ConversationStatus, StopReason
+from storytool.models import ConversationData, ConversationStatus, StopReason
 from storytool.threads.repository import ThreadRepository
 
 logger = logging.getLogger("storytool.generation")
@@ -68,6 +68,24 @@ SAVE_RETRY_WINDOW_S = 300.0
 SAVE_RETRY_FIRST_WAIT_S = 0.2
 SAVE_RETRY_MAX_WAIT_S = 5.0
 
+TITLE_CHARS: int = ConversationData.__table__.c.title.type.length  # type: ignore[attr-defined]
+"""A model's title is cut to its column: a long one must not fail the save of a written story."""
+FALLBACK_TITLE_CHARS = 40
+"""A title made from the input when the model gives none: its first line, this long at most."""
+RECOMMENDATION_CHARS = 300
+MAX_RECOMMENDATIONS = 5
+
+UPSTREAM_CANCELS = frozenset(
+    {
+        StopReason.USER_CANCEL,
+        StopReason.CLIENT_GONE,
+        StopReason.TIMEOUT,
+        StopReason.OUTPUT_LIMIT,
+        StopReason.SHUTDOWN,
+    }
+)
+"""Ends that stop a run we started; after an upstream failure there is nothing of ours to stop."""
+
 _EARLY_END_STATUS = {
     StopReason.USER_CANCEL: ConversationStatus.CANCELLED,
     StopReason.CLIENT_GONE: ConversationStatus.CANCELLED,
@@ -81,6 +99,10 @@ class _End:
     stop_reason: StopReason | None
     error: str | None
     usage: dict[str, int]
+
+
+def _failed(end: _End, message: str) -> _End:
+    return _End(ConversationStatus.FAILED, StopReason.CRASH, message, end.usage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +144,39 @@ class _Progress:
     refining: bool = False
     usage: Counter[str] = field(default_factory=Counter)
     extras: StoryExtras | None = None
+    extras_fallback: bool = False
     flushed_at: float = field(default_factory=time.monotonic)
     upstream: str | None = None
+    background: bool = False
+    """The refine runs as a background run the server confirmed: ours to cancel by id."""
+    cut: bool = False
+    """The refine stopped at the output-token limit."""
 
-    @property
-    def partial_story(self) -> str:
-        """What the user has seen: the refined text, or the draft when refine never began."""
-        return "".join(self.story) if self.refining else "".join(self.draft)
+    def cancelled(self, job: Job) -> Cancelled:
+        return Cancelled(
+            user_input=job.shown_input,
+            tags=job.request.tags,
+            partial_story="".join(self.story),
+            partial_draft="".join(self.draft),
+        )
+
+
+def _clamped(extras: StoryExtras) -> StoryExtras:
+    """The model's strings cut to what their columns and screens hold."""
+    items = [item.strip()[:RECOMMENDATION_CHARS] for item in extras.recommendations]
+    return StoryExtras(
+        title=extras.title.strip()[:TITLE_CHARS],
+        recommendations=[item for item in items if item][:MAX_RECOMMENDATIONS],
+    )
+
+
+def fallback_title(user_input: str) -> str:
+    """The input's first line, short: what the writer asked for names the story well enough."""
+    lines = [line.strip() for line in user_input.splitlines() if line.strip()]
+    first = lines[0] if lines else "이야기"
+    if len(first) > FALLBACK_TITLE_CHARS:
+        first = first[: FALLBACK_TITLE_CHARS - 1].rstrip() + "…"
+    return first
 
 
 class PassageFinder(Protocol):
@@ -143,15 +191,18 @@ class Pipeline:
     def __init__(
         self,
         *,
-        provider: LLMProvider,
+        stories: StoryWriter,
         sessionmaker: async_sessionmaker[AsyncSession],
         events: EventLog,
         settings: Settings,
         passages: PassageFinder | None = None,
+        remote: ModelClient | None = None,
         write_gate: AbstractAsyncContextManager[Any],
     ) -> None:
-        """``write_gate`` is entered around the story's writes (:func:`db.engine.write_gate`)."""
-        self._provider = provider
+        """``remote`` keeps threads' context upstream (``remote_conversations``); ``write_gate``
+        is entered around the story's writes (:func:`db.engine.write_gate`)."""
+        self._stories = stories
+        self._remote = remote
         self._sessionmaker = sessionmaker
         self._events = events
         self._settings = settings
@@ -171,28 +222,28 @@ class Pipeline:
             if task is not None:
                 task.uncancel()  # handled here: the task ends normally once its text is saved
             reason = run.stop_reason or StopReason.SHUTDOWN
-            await self._end_early(job, run, progress, reason, reason.value, f"stopped: {reason}")
+            await self._end_early(job, progress, reason, reason.value, f"stopped: {reason}")
         except TimeoutError:
             run.ending = True
             message = f"stopped after {self._settings.max_generation_seconds:g} s"
-            await self._end_early(job, run, progress, StopReason.TIMEOUT, "timeout", message)
+            await self._end_early(job, progress, StopReason.TIMEOUT, "timeout", message)
         except _OutputLimit as exc:
             run.ending = True
-            await self._end_early(
-                job, run, progress, StopReason.OUTPUT_LIMIT, "output_limit", str(exc)
-            )
+            await self._end_early(job, progress, StopReason.OUTPUT_LIMIT, "output_limit", str(exc))
         except ProviderError as exc:
             run.ending = True
-            await self._end_early(job, run, progress, exc.stop_reason, exc.code, exc.message)
+            await self._end_early(job, progress, exc.stop_reason, exc.code, exc.message)
         except Exception:
             run.ending = True
             logger.exception("generation %s crashed", job.conversation_id)
             await self._end_early(
-                job, run, progress, StopReason.CRASH, "internal_error", "the generation failed"
+                job, progress, StopReason.CRASH, "internal_error", "the generation failed"
             )
 
     async def _stages(self, job: Job, run: Run, progress: _Progress) -> None:
-        request = job.request
+        request = replace(job.request, seed=job.conversation_id)
+        # Before anything is spent: a server that cannot refine says so now, not after a draft.
+        await self._stories.prepare()
         if self._passages is not None and not request.passages:
             # Inside the task, not before the first byte: embedding the prompt takes a moment.
             async with self._sessionmaker() as session:
@@ -202,74 +253,88 @@ class Pipeline:
             request = replace(request, remote_conversation_id=await self._remote_conversation(job))
 
         await self._stage(job, "draft", "started")
-        async with _closing(self._provider.draft(request)) as stream:
-            await self._consume(stream, progress, progress.draft)
+        async with _closing(self._stories.draft(request)) as stream:
+            draft_cut = await self._consume(job, stream, progress)
         base_story = "".join(progress.draft)
         self._writer.put(job.conversation_id, base_story=base_story)
-        await self._stage(job, "draft", "done")
+        await self._stage(job, "draft", "done", cut=draft_cut)
 
         await self._stage(job, "refine", "started")
         progress.refining = True
 
-        async def on_text(text: str) -> None:
-            await self._events.append(job.conversation_id, Delta(text=text))
-            self._maybe_flush(job, progress)
+        async def on_started(event: UpstreamStarted) -> None:
+            progress.upstream = event.response_id
+            progress.background = event.background
+            self._writer.put(job.conversation_id, upstream=event.response_id)
 
-        async def on_started(response_id: str) -> None:
-            run.response_id = progress.upstream = response_id
-            self._writer.put(job.conversation_id, upstream=response_id)
-
-        async with _closing(self._provider.refine(request, base_story)) as stream:
-            await self._consume(
-                stream, progress, progress.story, on_text=on_text, on_started=on_started
-            )
+        async with _closing(self._stories.refine(request, base_story)) as stream:
+            progress.cut = await self._consume(job, stream, progress, on_started=on_started)
         story = "".join(progress.story)
         self._writer.put(job.conversation_id, story=story)
-        await self._stage(job, "refine", "done")
+        await self._stage(job, "refine", "done", cut=progress.cut)
 
         await self._stage(job, "title", "started")
         await self._stage(job, "recommend", "started")
-        progress.extras = await self._provider.extras(request, story)
+        try:
+            progress.extras = _clamped(await self._stories.extras(request, story))
+        except ProviderError as exc:
+            # Optional: the story is written. Its title comes from the input instead.
+            logger.info("title and recommendations fell back (%s): %s", exc.code, exc.message)
+            progress.extras = StoryExtras(title=fallback_title(job.shown_input), recommendations=[])
+            progress.extras_fallback = True
 
         run.ending = True
         usage = dict(progress.usage)
+        stop = "length" if progress.cut else None
         await self._conclude(
-            job, ConversationStatus.COMPLETED, None, None, usage, Done(usage=usage), progress
+            job,
+            ConversationStatus.COMPLETED,
+            StopReason.LENGTH if progress.cut else None,
+            None,
+            usage,
+            Done(usage=usage, stop_reason=stop),
+            progress,
         )
 
     async def _consume(
         self,
+        job: Job,
         stream: AsyncIterator[StreamEvent],
         progress: _Progress,
-        parts: list[str],
         *,
-        on_text: Callable[[str], Awaitable[None]] | None = None,
-        on_started: Callable[[str], Awaitable[None]] | None = None,
-    ) -> None:
-        """Collects a stage's text into ``parts``, cut at the output limit."""
+        on_started: Callable[[UpstreamStarted], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Relays a stage's text (the draft, or the refine once ``progress.refining``) as it
+        comes, cut at the output limit, saving it about once a second. True when the model
+        stopped at its output-token limit."""
+        stage: Literal["draft", "refine"] = "refine" if progress.refining else "draft"
+        parts = progress.story if progress.refining else progress.draft
         limit = self._settings.max_output_chars
         written = 0
+        cut = False
         async for event in stream:
             if isinstance(event, TextDelta):
                 text = event.text[: limit - written]
                 if text:
                     parts.append(text)
                     written += len(text)
-                    if on_text is not None:
-                        await on_text(text)
+                    await self._events.append(job.conversation_id, Delta(stage=stage, text=text))
+                    self._maybe_flush(job, progress)
                 if len(event.text) > len(text):
                     raise _OutputLimit(f"stopped at the output limit of {limit} characters")
             elif isinstance(event, UpstreamStarted) and on_started is not None:
-                await on_started(event.response_id)
+                await on_started(event)
             elif isinstance(event, StreamFinished):
                 progress.usage.update(event.usage)
+                cut = event.cut
+        return cut
 
     async def _remote_conversation(self, job: Job) -> str | None:
         if job.remote_conversation_id is not None:
             return job.remote_conversation_id
-        created = await self._provider.create_conversation()
-        if created is None:
+        if self._remote is None:
             return None
+        created = await self._remote.create_conversation()
         async with self._sessionmaker.begin() as session:
             conversations = ConversationRepository(session)
             if await conversations.attach_remote_conversation(
@@ -280,25 +345,30 @@ class Pipeline:
                 user_id=job.user_id, thread_id=job.thread_id
             )
         # Another turn of this thread created one at the same moment; keep theirs.
-        await self._provider.delete_conversation(created)
+        await self._remote.delete_conversation(created)
         return thread.remote_conversation_id if thread is not None else None
 
-    async def _stage(self, job: Job, name: StageName, status: StageStatus) -> None:
-        await self._events.append(job.conversation_id, Stage(name=name, status=status))
+    async def _stage(
+        self, job: Job, name: StageName, status: StageStatus, *, cut: bool = False
+    ) -> None:
+        stage = Stage(name=name, status=status, stop_reason="length" if cut else None)
+        await self._events.append(job.conversation_id, stage)
 
     def _maybe_flush(self, job: Job, progress: _Progress) -> None:
-        """Saves the story so far about once per interval; behind a slow write, the next one
-        carries it."""
+        """Saves the text so far (the draft, then the refined story) about once per interval;
+        behind a slow write, the next one carries it."""
         now = time.monotonic()
         if now - progress.flushed_at < FLUSH_INTERVAL_S:
             return
         progress.flushed_at = now
-        self._writer.put(job.conversation_id, story="".join(progress.story))
+        if progress.refining:
+            self._writer.put(job.conversation_id, story="".join(progress.story))
+        else:
+            self._writer.put(job.conversation_id, base_story="".join(progress.draft))
 
     async def _end_early(
         self,
         job: Job,
-        run: Run,
         progress: _Progress,
         stop_reason: StopReason,
         code: str,
@@ -307,23 +377,19 @@ class Pipeline:
         status = _EARLY_END_STATUS.get(stop_reason, ConversationStatus.FAILED)
         terminal: EventPayload
         if status is ConversationStatus.CANCELLED:
-            terminal = Cancelled(
-                user_input=job.shown_input,
-                tags=job.request.tags,
-                partial_story=progress.partial_story,
-            )
+            terminal = progress.cancelled(job)
         else:
             terminal = Error(code=code, message=message)
         error = None if status is ConversationStatus.CANCELLED else message
         await self._conclude(
             job, status, stop_reason, error, dict(progress.usage), terminal, progress
         )
-        if progress.refining and run.response_id is not None:
+        if progress.background and progress.upstream and stop_reason in UPSTREAM_CANCELS:
             try:
                 async with asyncio.timeout(UPSTREAM_CANCEL_TIMEOUT_S):
-                    await self._provider.cancel(run.response_id)
+                    await self._stories.cancel(progress.upstream)
             except Exception:
-                logger.warning("could not stop upstream run %s", run.response_id, exc_info=True)
+                logger.warning("could not stop upstream run %s", progress.upstream, exc_info=True)
 
     async def _conclude(
         self,
@@ -343,6 +409,20 @@ class Pipeline:
         end = _End(status, stop_reason, error, usage)
         try:
             lost_to = await self._save_end(job, progress, end)
+        except DataError:
+            # Not an outage: a value that does not fit is a bug, and retrying cannot help. The
+            # row still leaves in_progress, with what of it fits.
+            logger.error(
+                "generation %s: a value did not fit its column (data_error); saved without it",
+                job.conversation_id,
+            )
+            failed = _failed(end, "the story could not be saved whole (data_error); this is a bug")
+            await self._save_failed(job, progress, failed)
+            assert failed.error is not None
+            await self._events.append(
+                job.conversation_id, Error(code="data_error", message=failed.error)
+            )
+            return
         except Exception:
             logger.exception("could not save the end of generation %s", job.conversation_id)
             message = "the story could not be saved now; it will be once the database answers"
@@ -356,7 +436,8 @@ class Pipeline:
         if lost_to is not None:
             terminal = self._terminal_for(job, progress, lost_to)
         if isinstance(terminal, Done) and progress.extras is not None:
-            await self._events.append(job.conversation_id, Title(title=progress.extras.title))
+            title = Title(title=progress.extras.title, fallback=progress.extras_fallback)
+            await self._events.append(job.conversation_id, title)
             await self._stage(job, "title", "done")
             await self._events.append(
                 job.conversation_id, Recommendations(items=progress.extras.recommendations)
@@ -365,11 +446,12 @@ class Pipeline:
         await self._events.append(job.conversation_id, terminal)
 
     async def _save_end(
-        self, job: Job, progress: _Progress, end: _End
+        self, job: Job, progress: _Progress, end: _End, *, text: bool = True
     ) -> ConversationStatus | None:
-        """One transaction; the status another party set first when this end lost the race."""
-        values: dict[str, Any] = {"base_story": "".join(progress.draft)}
-        if progress.refining:
+        """One transaction; the status another party set first when this end lost the race.
+        ``text=False`` saves the status alone."""
+        values: dict[str, Any] = {"base_story": "".join(progress.draft)} if text else {}
+        if text and progress.refining:
             values["story"] = "".join(progress.story)
         async with self._gate, self._sessionmaker.begin() as session:
             conversations = ConversationRepository(session)
@@ -379,13 +461,14 @@ class Pipeline:
                 stop_reason=end.stop_reason,
                 error=end.error,
                 usage=end.usage,
-                upstream_response_id=progress.upstream,
+                upstream_response_id=progress.upstream if text else None,
             )
             extras = progress.extras if won and end.status is ConversationStatus.COMPLETED else None
             if extras is not None:
                 values.update(title=extras.title, recommendations=extras.recommendations)
             # The text is saved whichever end holds: it is what was written.
-            await conversations.save_data(conversation_id=job.conversation_id, **values)
+            if values:
+                await conversations.save_data(conversation_id=job.conversation_id, **values)
             if extras is not None:
                 await ThreadRepository(session).touch(thread_id=job.thread_id, title=extras.title)
             if not won:
@@ -395,6 +478,14 @@ class Pipeline:
                 return ended.status if ended is not None else ConversationStatus.INTERRUPTED
         return None
 
+    async def _save_failed(self, job: Job, progress: _Progress, end: _End) -> None:
+        """A ``failed`` end after a value did not fit: the text if it fits, else the status."""
+        progress.extras = None
+        try:
+            await self._save_end(job, progress, end)
+        except DataError:
+            await self._save_end(job, progress, end, text=False)
+
     async def _save_when_back(self, job: Job, progress: _Progress, end: _End) -> None:
         delay = SAVE_RETRY_FIRST_WAIT_S
         deadline = time.monotonic() + SAVE_RETRY_WINDOW_S
@@ -402,6 +493,9 @@ class Pipeline:
             await asyncio.sleep(delay)
             try:
                 await self._save_end(job, progress, end)
+                return
+            except DataError:
+                await self._save_failed(job, progress, _failed(end, "data_error"))
                 return
             except Exception:
                 delay = min(delay * 2, SAVE_RETRY_MAX_WAIT_S)
@@ -416,9 +510,5 @@ class Pipeline:
     ) -> EventPayload:
         """The terminal event for a status another party set first (a cancel beat completion)."""
         if status is ConversationStatus.CANCELLED:
-            return Cancelled(
-                user_input=job.shown_input,
-                tags=job.request.tags,
-                partial_story=progress.partial_story,
-            )
+            return progress.cancelled(job)
         return Error(code=str(status), message="the generation ended elsewhere")

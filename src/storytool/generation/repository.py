@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, undefer
 
 from storytool.db.base import new_id, utcnow
-from storytool.llm.base import Turn
+from storytool.generation.story import Turn
 from storytool.models import (
     Conversation,
     ConversationData,

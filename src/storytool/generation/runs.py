@@ -24,8 +24,6 @@ class Run:
     conversation_id: str = ""
     thread_id: str = ""
     task: asyncio.Task[None] | None = None
-    response_id: str | None = None
-    """The upstream refine run, once it exists: what ``provider.cancel`` stops."""
     stop_reason: StopReason | None = None
     """Why the run is being stopped early; set once, by whoever stops it first."""
     ending: bool = False

@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from storytool.llm.base import StoryLength
+from storytool.generation.story import StoryLength
 from storytool.models import ConversationStatus, GenerationMode
 
 MAX_TAGS = 20
@@ -87,6 +87,9 @@ class CancelResponse(BaseModel):
     user_input: str
     tags: list[str]
     partial_story: str
+    """The refined text written so far ("" when the refine had not begun)."""
+    partial_draft: str
+    """The draft written so far (the whole draft once the refine has begun)."""
 
 
 class EventPayload(BaseModel):
@@ -107,16 +110,23 @@ class Stage(EventPayload):
     event = "stage"
     name: StageName
     status: StageStatus
+    stop_reason: Literal["length"] | None = None
+    """On ``done`` of draft or refine: the model stopped at the output-token limit (the text
+    is kept, only shorter)."""
 
 
 class Delta(EventPayload):
     event = "delta"
+    stage: Literal["draft", "refine"]
+    """Draft text streams first; the refine's text then replaces it on screen."""
     text: str
 
 
 class Title(EventPayload):
     event = "title"
     title: str
+    fallback: bool = False
+    """The model gave no usable title: this one is made from the input."""
 
 
 class Recommendations(EventPayload):
@@ -128,6 +138,8 @@ class Done(EventPayload):
     event = "done"
     status: Literal["completed"] = "completed"
     usage: dict[str, int]
+    stop_reason: Literal["length"] | None = None
+    """The refine stopped at the output-token limit; the story is kept as written."""
 
 
 class Cancelled(EventPayload):
@@ -135,6 +147,7 @@ class Cancelled(EventPayload):
     user_input: str
     tags: list[str]
     partial_story: str
+    partial_draft: str
 
 
 class Error(EventPayload):

@@ -37,7 +37,8 @@ from storytool.generation.replicas import Replicas
 from storytool.generation.repository import ConversationRepository
 from storytool.generation.runs import Run, RunRegistry
 from storytool.generation.schemas import CancelResponse, Error, GenerateRequest, Meta
-from storytool.llm.base import LLMProvider
+from storytool.generation.story import StoryWriter
+from storytool.llm.base import ModelClient
 from storytool.metrics import Metrics
 from storytool.models import ConversationStatus, StopReason
 
@@ -58,7 +59,7 @@ class StoryService:
     def __init__(
         self,
         *,
-        provider: LLMProvider,
+        stories: StoryWriter,
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: Settings,
         events: EventLog,
@@ -66,8 +67,9 @@ class StoryService:
         instance_id: str,
         redis: Redis | None = None,
         passages: PassageFinder | None = None,
+        remote: ModelClient | None = None,
     ) -> None:
-        self._provider = provider
+        self._stories = stories
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._events = events
@@ -96,11 +98,12 @@ class StoryService:
         self._followers: Counter[str] = Counter()
         self._write_gate = write_gate(sessionmaker, timeout_s=settings.db_busy_timeout_s)
         self._pipeline = Pipeline(
-            provider=provider,
+            stories=stories,
             sessionmaker=sessionmaker,
             events=events,
             settings=settings,
             passages=passages,
+            remote=remote,
             write_gate=self._write_gate,
         )
 
@@ -152,7 +155,7 @@ class StoryService:
                     user_input=plan.user_input,
                     tags=plan.tags,
                     owner_instance=self.instance_id,
-                    models=dict(self._provider.models),
+                    models=dict(self._stories.models),
                     mode=plan.mode,
                     parent_conversation_id=plan.parent_conversation_id,
                     options=request.options.model_dump(),
@@ -250,13 +253,13 @@ class StoryService:
             raise Conflict(
                 f"the generation already ended ({conversation.status})", field="conversation_id"
             )
-        story = data.story if data.story is not None else data.base_story
         return CancelResponse(
             conversation_id=conversation_id,
             status=conversation.status,
             user_input=data.user_input,
             tags=list(data.tags),
-            partial_story=story or "",
+            partial_story=data.story or "",
+            partial_draft=data.base_story or "",
         )
 
     async def cancel_thread(self, *, user_id: str, thread_id: str) -> None:
@@ -381,10 +384,11 @@ class StoryService:
 
 def build_story_service(
     settings: Settings,
-    provider: LLMProvider,
+    stories: StoryWriter,
     sessionmaker: async_sessionmaker[AsyncSession],
     passages: PassageFinder | None = None,
     metrics: Metrics | None = None,
+    remote: ModelClient | None = None,
 ) -> StoryService:
     """Events in memory for one process, or in Redis Streams shared by replicas; stories drawn
     from the nearest corpus passages when ``passages`` (the search service) is given; with
@@ -406,7 +410,7 @@ def build_story_service(
     if metrics is not None:
         events = MeteredEventLog(events, metrics)
     return StoryService(
-        provider=provider,
+        stories=stories,
         sessionmaker=sessionmaker,
         settings=settings,
         events=events,
@@ -416,4 +420,5 @@ def build_story_service(
         instance_id=instance_id,
         redis=redis,
         passages=passages,
+        remote=remote,
     )

@@ -1,23 +1,22 @@
-"""Language-model providers behind one Protocol (:mod:`storytool.llm.base`), chosen by settings."""
+"""Transport to language-model servers (:mod:`storytool.llm.base`), chosen by settings."""
 
 from __future__ import annotations
 
 from storytool.config import LLMProvider as ProviderName
 from storytool.config import Settings
-from storytool.llm.base import LLMProvider
+from storytool.llm.base import ModelClient
 
 
-def build_provider(settings: Settings) -> LLMProvider:
-    """The provider ``settings.effective_llm_provider`` names; the caller closes it."""
+def build_client(settings: Settings) -> ModelClient | None:
+    """The model server's client, or None with the offline provider (no model at all); the
+    caller closes it."""
     # Imported here, not at the top: importing this package (for llm.base's types, as the
     # Python client does) should not pay for loading the openai SDK.
     if settings.effective_llm_provider is ProviderName.OPENAI:
-        from storytool.llm.openai import OpenAIProvider
+        from storytool.llm.openai import OpenAIClient
 
-        return OpenAIProvider(settings)
-    from storytool.llm.offline import OfflineProvider
-
-    return OfflineProvider(settings)
+        return OpenAIClient(settings)
+    return None
 
 
-__all__ = ["LLMProvider", "build_provider"]
+__all__ = ["ModelClient", "build_client"]

@@ -1,14 +1,20 @@
-"""The one interface every language-model provider implements, and the values that cross it.
+"""Transport to language-model servers: the abilities a server may have, and the values that cross.
 
-Two implementations: :mod:`storytool.llm.openai` (any OpenAI-compatible server) and
-:mod:`storytool.llm.offline` (deterministic, no network). Services depend on :class:`LLMProvider`
-only; nothing above this package imports the ``openai`` SDK.
+This package knows nothing of stories: prompts and message building live with the domains that
+ask (:mod:`storytool.generation.prompts`, the analysis and search services). A provider is one
+class of a few transport methods — stream a chat, stream a response (cancel and resume where the
+server has them), answer in the shape of a Pydantic type — plus the conversations some servers
+keep. :mod:`storytool.llm.openai` is the one implementation: any OpenAI-compatible server, with
+what that server can do detected and reported (:class:`Capabilities`).
 
 Streaming calls yield :data:`StreamEvent` values:
 
-    UpstreamStarted(response_id)       the upstream run exists; cancel or resume it by this id
-    TextDelta(text, sequence_number)   a piece of text, in order
-    StreamFinished(usage)              the stream ended normally; token usage as reported upstream
+    UpstreamStarted(response_id, background)   the upstream run exists; ``background`` when the
+                                               server confirmed a background run, which alone
+                                               can be cancelled or resumed by its id
+    TextDelta(text, sequence_number)           a piece of text, in order
+    StreamFinished(usage, cut)                 the stream ended; ``cut`` when the server stopped
+                                               at the output-token limit (the text is kept)
 
 A failure raises :class:`ProviderError` with the ``stop_reason`` the conversation records.
 """
@@ -23,34 +29,21 @@ from pydantic import BaseModel
 
 from storytool.models import StopReason
 
-StoryLength = Literal["short", "medium", "long"]
+Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True, slots=True)
-class Turn:
-    """An earlier conversation of the thread, sent as context."""
-
-    user_input: str
-    tags: list[str]
-    story: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoryRequest:
-    user_input: str
-    tags: list[str]
-    length: StoryLength = "medium"
-    temperature: float | None = None
-    history: list[Turn] = field(default_factory=list)
-    passages: list[str] = field(default_factory=list)
-    """Nearest corpus passages, for providers that draw on them (may be empty)."""
-    remote_conversation_id: str | None = None
-    """The thread's upstream conversation, when context is kept upstream."""
+class Message:
+    role: Role
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamStarted:
     response_id: str
+    background: bool = False
+    """The server confirmed a background run: it goes on without our stream, so it can (and
+    must) be cancelled by id, and a dropped stream can be resumed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +55,11 @@ class TextDelta:
 @dataclass(frozen=True, slots=True)
 class StreamFinished:
     usage: dict[str, int] = field(default_factory=dict)
+    cut: bool = False
+    """The server stopped at the output-token limit; the text so far is whole, only shorter."""
 
 
 StreamEvent = UpstreamStarted | TextDelta | StreamFinished
-
-
-class StoryExtras(BaseModel):
-    """The small model's structured answer after a story is written."""
-
-    title: str
-    recommendations: list[str]
 
 
 class ProviderError(Exception):
@@ -97,51 +85,91 @@ class InvalidModelOutput(ProviderError):
         super().__init__(message, code="invalid_model_output")
 
 
-class StructuredOutputUnavailable(Exception):
-    """This provider cannot produce free-form structured analysis (the offline provider)."""
+@dataclass(slots=True)
+class Capabilities:
+    """What one base URL was found to do; None until a call (or ``check``) has found out."""
+
+    responses: bool | None = None
+    """``/v1/responses`` exists."""
+    background: bool | None = None
+    """A run asked for with ``background: true`` is confirmed as one (cancel and resume by id)."""
+    json_schema: bool | None = None
+    """``text.format`` json_schema is honoured by ``/v1/responses`` (its answer validates)."""
+    chat_json_schema: bool | None = None
+    """``response_format`` json_schema is honoured by chat completions."""
+    notes: list[str] = field(default_factory=list)
+    """What was found, in words, with the setting to change where one helps."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "responses": self.responses,
+            "background": self.background,
+            "json_schema": self.json_schema,
+            "chat_json_schema": self.chat_json_schema,
+            "notes": list(self.notes),
+        }
 
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
 
 
-class LLMProvider(Protocol):
-    name: str
-    """``openai`` or ``offline``."""
+class ModelClient(Protocol):
+    """One model server. Every model name comes from the caller (from settings)."""
 
-    models: dict[str, str]
-    """Model used per stage (draft, refine, mini, embedding), recorded with each story."""
+    capabilities: Capabilities
 
-    def draft(self, request: StoryRequest) -> AsyncIterator[StreamEvent]:
-        """The fine-tuned model's base story. Closing the iterator closes the upstream call."""
+    def stream_chat(
+        self,
+        *,
+        model: str,
+        messages: list[Message],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """A chat completion, streamed. Closing the iterator closes the upstream call."""
         ...
 
-    def refine(
+    def stream_response(
         self,
-        request: StoryRequest,
-        base_story: str,
         *,
+        model: str,
+        instructions: str,
+        messages: list[Message],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        conversation: str | None = None,
         resume: tuple[str, int] | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """The refine model's story, streamed. ``resume=(response_id, sequence_number)`` picks a
-        dropped upstream stream up after that event instead of starting over."""
+        """A response, streamed: the Responses API where the server has it (background when
+        the settings ask), else a chat completion with ``instructions`` as the system message.
+        ``resume=(response_id, sequence_number)`` re-attaches to a background run after that
+        event instead of starting one."""
         ...
 
     async def cancel(self, response_id: str) -> None:
-        """Stops an upstream run started by :meth:`refine` (best effort, idempotent)."""
+        """Stops a confirmed background run (best effort, idempotent, quiet where the server
+        has no cancel)."""
         ...
 
-    async def extras(self, request: StoryRequest, story: str) -> StoryExtras:
-        """Title and next-step recommendations for a finished story."""
+    async def structured(
+        self, output: type[OutputT], *, model: str, instructions: str, text: str
+    ) -> OutputT:
+        """The model's answer in the shape of ``output``, validated by Pydantic, one retry.
+        Raises :class:`InvalidModelOutput` when it stays invalid."""
         ...
 
-    async def structured(self, output: type[OutputT], *, instructions: str, text: str) -> OutputT:
-        """The small model's answer in the shape of ``output`` (a JSON schema sent upstream,
-        validated by Pydantic, one retry). Raises :class:`InvalidModelOutput` when it stays
-        invalid and :class:`StructuredOutputUnavailable` when the provider has no model."""
+    async def prepare(self) -> None:
+        """Learns, once, whether the server has the Responses API (a request that costs no
+        tokens); raises :class:`ProviderError` saying which setting to change when the settings
+        ask for what the server lacks."""
         ...
 
-    async def create_conversation(self) -> str | None:
-        """A new upstream conversation for a thread, or None when context is kept locally."""
+    async def check(self) -> Capabilities:
+        """Finds out what the server does (a few tiny calls) and returns it."""
+        ...
+
+    async def create_conversation(self) -> str:
+        """A new upstream conversation (servers that keep context upstream)."""
         ...
 
     async def delete_conversation(self, conversation_id: str) -> None: ...

@@ -13,19 +13,12 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-from typing_extensions import override
-
 from storytool.config import Settings
+from storytool.generation.story import StoryExtras, StoryLength, StoryRequest, StoryWriter
 from storytool.llm.base import (
-    LLMProvider,
-    OutputT,
     ProviderError,
-    StoryExtras,
-    StoryLength,
-    StoryRequest,
     StreamEvent,
     StreamFinished,
-    StructuredOutputUnavailable,
     TextDelta,
     UpstreamStarted,
 )
@@ -117,7 +110,7 @@ def _usage(request: StoryRequest, text: str) -> dict[str, int]:
     return {"input_chars": len(request.user_input), "output_chars": len(text)}
 
 
-class OfflineProvider(LLMProvider):
+class OfflineProvider(StoryWriter):
     name = "offline"
 
     def __init__(self, settings: Settings) -> None:
@@ -125,6 +118,9 @@ class OfflineProvider(LLMProvider):
         self.models = dict.fromkeys(("draft", "refine", "mini", "embedding"), "offline")
         self._cancelled: set[str] = set()
         self._running: set[str] = set()
+
+    async def prepare(self) -> None:
+        """Nothing to find out: the composer is always there."""
 
     async def draft(self, request: StoryRequest) -> AsyncIterator[StreamEvent]:
         """The whole base story at once: nobody watches the draft being written."""
@@ -145,7 +141,8 @@ class OfflineProvider(LLMProvider):
         story = compose_refined_story(request, base_story)
         self._running.add(response_id)
         try:
-            yield UpstreamStarted(response_id)
+            # Like a background run: stopped by id, resumed from a sequence number.
+            yield UpstreamStarted(response_id, background=True)
             for sequence_number, chunk in enumerate(_chunks(story)):
                 if sequence_number <= after:
                     continue
@@ -177,18 +174,3 @@ class OfflineProvider(LLMProvider):
             f"이야기의 끝을 달리하여 {len(story)}자 남짓으로 다시 지어 보소서.",
         ]
         return StoryExtras(title=title, recommendations=recommendations)
-
-    @override
-    async def structured(self, output: type[OutputT], *, instructions: str, text: str) -> OutputT:
-        raise StructuredOutputUnavailable(
-            "the offline provider has no language model for structured analysis"
-        )
-
-    async def create_conversation(self) -> str | None:
-        return None
-
-    async def delete_conversation(self, conversation_id: str) -> None:
-        """Nothing is kept upstream offline."""
-
-    async def aclose(self) -> None:
-        """Nothing to close."""

@@ -1,16 +1,20 @@
-"""The OpenAI provider: any OpenAI-compatible server (OpenAI, vLLM, Ollama, LiteLLM) via the SDK.
+"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, LiteLLM) through the SDK.
 
-Draft = Chat Completions (the fine-tuned model), refine = Responses (streamed, ``background`` by
-setting so it can be cancelled and resumed upstream), title/recommendations and analysis = the mini
-model with a JSON-schema structured output. Facts about the SDK (openai 3.x) that shape this code:
+Servers differ, and what one does is learned per client (one client per base URL) and reported in
+:class:`Capabilities`: whether ``/v1/responses`` exists (a request that costs no tokens tells),
+whether a ``background`` run is confirmed as one (only then is it cancelled or resumed by id;
+otherwise closing the stream is the cancel), and whether structured output is honoured — Responses
+``text.format`` json_schema, then chat ``response_format`` json_schema, then json_object with the
+answer validated. ``refine_api`` / ``structured_api`` set to ``responses`` or ``chat`` skip the
+learning. Facts about the SDK (openai 3.x) that shape this code:
 
 - the SDK retries 408/409/429/5xx with no idempotency key, so a retried ``POST /responses`` could
   start a second paid generation: the client runs with ``max_retries=0`` and we retry only
   *before the first token*, within ``upstream_retry_budget`` (a story is never stitched from two
   generations);
 - stream events are dispatched on ``event.type`` strings: unknown types (``keepalive``) arrive as
-  an unexpected class, and ``error`` / ``response.failed`` / ``response.incomplete`` end a
-  stream without raising;
+  an unexpected class, fields a server leaves out (``sequence_number``) are simply absent, and
+  ``error`` / ``response.failed`` / ``response.incomplete`` end a stream without raising;
 - a dropped connection raises ``APIConnectionError``, a stall ``APITimeoutError`` (a subclass).
 """
 
@@ -19,33 +23,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import openai
 from openai.lib._pydantic import to_strict_json_schema  # the SDK's own, as parse() uses
 from openai.types.chat import ChatCompletionMessageParam
-from openai.types.responses import (
-    ResponseFormatTextJSONSchemaConfigParam,
-    ResponseInputParam,
-    ResponseStreamEvent,
-)
+from openai.types.responses import ResponseInputParam, ResponseStreamEvent
 from pydantic import BaseModel, ValidationError
 
-from storytool.config import Settings
+from storytool.config import ModelApi, Settings
 from storytool.llm.base import (
+    Capabilities,
     InvalidModelOutput,
-    LLMProvider,
+    Message,
+    ModelClient,
     OutputT,
     ProviderError,
-    StoryExtras,
-    StoryLength,
-    StoryRequest,
     StreamEvent,
     StreamFinished,
     TextDelta,
-    Turn,
     UpstreamStarted,
 )
 from storytool.models import StopReason
@@ -57,29 +57,25 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 """Besides every 5xx: statuses where the same request may well succeed a moment later."""
 
+ABSENT_STATUS = frozenset({404, 405, 501})
+"""What a server without an endpoint answers for it."""
+
+UNSUPPORTED_CANCEL_STATUS = frozenset({400, 404, 405, 409, 500, 501})
+"""What servers answer to a cancel they cannot do or that has nothing left to stop (llama.cpp
+404s it, LiteLLM's bridge 500s "not supported", a finished run is 400/409): expected, quiet."""
+
 MAX_RETRY_WAIT_S = 30.0
 """Longest wait before a retry, whatever a Retry-After header asks: a user is watching."""
 
 DRAIN_TIMEOUT_S = 1.0
 """How long a finished refine stream may take to end its body before its connection is dropped."""
 
-LENGTH_HINTS: dict[StoryLength, str] = {
-    "short": "짧게, 800자 안팎으로",
-    "medium": "1,500자 안팎으로",
-    "long": "길게, 3,000자 안팎으로",
-}
+LENGTH_CUTS = frozenset({"max_output_tokens", "max_tokens", "length"})
+"""Reasons a server gives for a response cut at the output-token limit."""
 
-REFINE_INSTRUCTIONS = (
-    "당신은 조선 시대 고전 소설의 문체를 다듬는 작가입니다. 사용자의 줄거리와 초고를 받아, "
-    "'화설', '각설', '차설' 같은 전환어와 '-하더라', '-이로다', '-하노라' 같은 옛 어미를 살려 "
-    "이야기를 더 풍성하게 늘이고 다듬어 한 편의 완성된 이야기로 씁니다. 앞선 이야기가 있으면 "
-    "그 인물과 사건을 이어 갑니다. 이야기 본문만 씁니다."
-)
+StructuredRoute = Literal["responses", "chat_schema", "chat_object"]
 
-EXTRAS_INSTRUCTIONS = (
-    "다음 고전 소설 문체의 이야기에 어울리는 짧은 제목 하나와, 사용자가 이어서 써 볼 만한 "
-    "다음 이야기의 방향 세 가지를 한국어로 제안하세요."
-)
+JSON_OBJECT_NOTE = "Answer with one JSON object, and nothing else, that matches this JSON schema:"
 
 
 class RetryableError(ProviderError):
@@ -117,48 +113,51 @@ def translate(error: openai.APIError) -> ProviderError:
     return ProviderError(f"the model server reported an error: {error.message}")
 
 
-def _prompt(user_input: str, tags: list[str]) -> str:
-    tag_line = f"\n태그: {', '.join(tags)}" if tags else ""
-    return f"줄거리: {user_input}{tag_line}"
-
-
-def draft_prompt(request: StoryRequest) -> str:
-    """The user turn the fine-tuned draft model reads. The feedback export writes its training
-    examples with the same words, so the model learns from what it is later asked."""
-    user = f"{_prompt(request.user_input, request.tags)}\n분량: {LENGTH_HINTS[request.length]}"
-    if request.passages:
-        user += "\n참고할 옛 글:\n" + "\n".join(f"- {text}" for text in request.passages)
-    return user
-
-
 def _usage(values: dict[str, object]) -> dict[str, int]:
     """The top-level token counts (input/output/total, or prompt/completion/total)."""
     return {key: value for key, value in values.items() if isinstance(value, int)}
 
 
+def _chat_messages(messages: list[Message]) -> list[ChatCompletionMessageParam]:
+    chat: list[ChatCompletionMessageParam] = []
+    for message in messages:
+        if message.role == "system":
+            chat.append({"role": "system", "content": message.content})
+        elif message.role == "assistant":
+            chat.append({"role": "assistant", "content": message.content})
+        else:
+            chat.append({"role": "user", "content": message.content})
+    return chat
+
+
+def _input_items(messages: list[Message]) -> ResponseInputParam:
+    items: ResponseInputParam = []
+    for message in messages:
+        items.append({"role": message.role, "content": message.content})
+    return items
+
+
 @functools.cache
-def _text_format(output: type[BaseModel]) -> ResponseFormatTextJSONSchemaConfigParam:
-    """``output``'s strict JSON schema as a Responses text format. Built once per type: the
-    SDK's ``responses.parse`` rebuilds it on every call, a few milliseconds of CPU each time."""
-    return {
-        "type": "json_schema",
-        "name": output.__name__,
-        "schema": to_strict_json_schema(output),
-        "strict": True,
-    }
+def _schema(output: type[BaseModel]) -> dict[str, Any]:
+    """``output``'s strict JSON schema, built once per type: the SDK's ``responses.parse``
+    rebuilds it on every call, a few milliseconds of CPU each time."""
+    return to_strict_json_schema(output)
 
 
-class OpenAIProvider(LLMProvider):
-    name = "openai"
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
+
+def _json_text(answer: str) -> str | None:
+    """The answer, unwrapped from a Markdown fence, when it is meant as JSON (it opens an object
+    or an array); None when it is free text: a server that ignored the format asked for."""
+    fenced = _FENCE.match(answer)
+    text = fenced.group(1) if fenced else answer.strip()
+    return text if text.startswith(("{", "[")) else None
+
+
+class OpenAIClient(ModelClient):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self.models = {
-            "draft": settings.fine_tuned_model,
-            "refine": settings.refine_model,
-            "mini": settings.mini_model,
-            "embedding": settings.embedding_model,
-        }
         key = settings.openai_api_key
         self._client = openai.AsyncOpenAI(
             # Self-hosted servers (vLLM, Ollama) take no key, but the SDK insists on one.
@@ -169,8 +168,102 @@ class OpenAIProvider(LLMProvider):
             ),
             max_retries=0,
         )
+        self.capabilities = Capabilities()
+        if settings.refine_api is ModelApi.CHAT:
+            self.capabilities.responses = False
+        self._probe_lock = asyncio.Lock()
         self._streaming: set[str] = set()
         self._cancelled: set[str] = set()
+
+    # --- what the server has ------------------------------------------------------------------
+
+    def _note(self, text: str) -> None:
+        if text not in self.capabilities.notes:
+            self.capabilities.notes.append(text)
+            logger.info("model server %s: %s", self._client.base_url, text)
+
+    async def prepare(self) -> None:
+        if self.capabilities.responses is None:
+            async with self._probe_lock:
+                if self.capabilities.responses is None:
+                    self.capabilities.responses = await self._has_responses()
+                    if not self.capabilities.responses:
+                        self._note(
+                            "no Responses API (/v1/responses answers 'not found'): refine runs "
+                            "as a streamed chat completion, cancel closes the stream, no "
+                            "upstream resume (STORYTOOL_REFINE_API=chat skips this check)"
+                        )
+        if not self.capabilities.responses and self._settings.refine_api is ModelApi.RESPONSES:
+            raise ProviderError(
+                f"the model server at {self._client.base_url} has no Responses API "
+                "(/v1/responses answers 'not found'): set STORYTOOL_REFINE_API=auto or chat",
+                code="upstream_unsupported",
+            )
+
+    async def _has_responses(self) -> bool:
+        """Asks ``/v1/responses`` with a body no server can run (``input`` must be text or a
+        list): a server without the endpoint says 404 (405, 501), one with it refuses the body
+        — no tokens spent either way."""
+        try:
+            await self._client.post(
+                "/responses",
+                body={"model": self._settings.refine_model, "input": 0},
+                cast_to=object,
+            )
+        except openai.APIStatusError as error:
+            return error.status_code not in ABSENT_STATUS
+        except openai.APIError as error:
+            raise translate(error) from error
+        return True
+
+    async def check(self) -> Capabilities:
+        await self.prepare()
+        if self.capabilities.responses:
+            await self._check_background()
+        await self._check_structured()
+        return self.capabilities
+
+    async def _check_background(self) -> None:
+        if not self._settings.refine_background:
+            self._note("background mode is off (STORYTOOL_REFINE_BACKGROUND=false)")
+            return
+        response = await self._call(
+            lambda: self._client.responses.create(
+                model=self._settings.refine_model,
+                input="1",
+                max_output_tokens=16,
+                background=True,
+            )
+        )
+        self._learn_background(response.background, response.status)
+        if self.capabilities.background:
+            await self.cancel(response.id)
+
+    def _learn_background(self, confirmed: bool | None, status: str | None) -> bool:
+        background = bool(confirmed) and status in ("queued", "in_progress")
+        if self.capabilities.background is None:
+            self.capabilities.background = background
+            if not background:
+                self._note(
+                    "background mode is ignored: a cancel closes the stream instead of "
+                    "stopping the run by id, and a dropped or adopted story cannot be resumed "
+                    "upstream (set STORYTOOL_REFINE_BACKGROUND=false to stop asking)"
+                )
+        return background
+
+    async def _check_structured(self) -> None:
+        class Probe(BaseModel):
+            answer: str
+
+        try:
+            await self.structured(
+                Probe,
+                model=self._settings.mini_model,
+                instructions='Reply with the word "yes" as the answer.',
+                text="Ready?",
+            )
+        except InvalidModelOutput as error:
+            self._note(f"structured output does not validate: {error.message}")
 
     # --- retries ---------------------------------------------------------------------------
 
@@ -195,20 +288,20 @@ class OpenAIProvider(LLMProvider):
                 retry += 1
 
     async def _until_first_token(
-        self, attempt: Callable[[], AsyncGenerator[StreamEvent, None]], *, owns_runs: bool
+        self, attempt: Callable[[], AsyncGenerator[StreamEvent, None]]
     ) -> AsyncGenerator[StreamEvent, None]:
         """Streams ``attempt()``, starting it over on a retryable failure until text has been
-        yielded; after that a failure is final. An abandoned upstream run is cancelled when it
-        was ours to start (``owns_runs``) so it does not keep generating."""
+        yielded; after that a failure is final. An abandoned background run is cancelled so it
+        does not keep generating."""
         retry = 0
         while True:
-            started: str | None = None
+            started: UpstreamStarted | None = None
             text_seen = False
             stream = attempt()
             try:
                 async for event in stream:
                     if isinstance(event, UpstreamStarted):
-                        started = event.response_id
+                        started = event
                     elif isinstance(event, TextDelta):
                         text_seen = True
                     yield event
@@ -217,31 +310,42 @@ class OpenAIProvider(LLMProvider):
                 if text_seen or retry >= self._settings.upstream_retry_budget:
                     raise
                 logger.warning("upstream failed before the first token, retrying: %s", error)
-                if started is not None and owns_runs:
-                    await self.cancel(started)
+                if started is not None and started.background:
+                    await self.cancel(started.response_id)
                 await asyncio.sleep(self._wait_before(retry, error))
                 retry += 1
             finally:
                 await stream.aclose()
 
-    # --- draft -----------------------------------------------------------------------------
+    # --- chat --------------------------------------------------------------------------------
 
-    def draft(self, request: StoryRequest) -> AsyncGenerator[StreamEvent, None]:
-        return self._until_first_token(lambda: self._draft_once(request), owns_runs=False)
+    def stream_chat(
+        self,
+        *,
+        model: str,
+        messages: list[Message],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        return self._until_first_token(
+            lambda: self._chat_once(model, messages, temperature, max_tokens)
+        )
 
-    def _draft_messages(self, request: StoryRequest) -> list[ChatCompletionMessageParam]:
-        return [
-            {"role": "system", "content": self._settings.system_prompt},
-            {"role": "user", "content": draft_prompt(request)},
-        ]
-
-    async def _draft_once(self, request: StoryRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def _chat_once(
+        self,
+        model: str,
+        messages: list[Message],
+        temperature: float | None,
+        max_tokens: int | None,
+    ) -> AsyncGenerator[StreamEvent, None]:
         usage: dict[str, int] = {}
+        cut = False
         try:
             stream = await self._client.chat.completions.create(
-                model=self._settings.fine_tuned_model,
-                messages=self._draft_messages(request),
-                temperature=request.temperature if request.temperature is not None else openai.omit,
+                model=model,
+                messages=_chat_messages(messages),
+                temperature=temperature if temperature is not None else openai.omit,
+                max_tokens=max_tokens if max_tokens is not None else openai.omit,
                 stream=True,
                 stream_options={"include_usage": True},
             )
@@ -254,87 +358,131 @@ class OpenAIProvider(LLMProvider):
                         if choice.delta.content:
                             yield TextDelta(choice.delta.content, index)
                             index += 1
+                        if choice.finish_reason == "length":
+                            cut = True
         except openai.APIError as error:
             raise translate(error) from error
-        yield StreamFinished(usage)
+        yield StreamFinished(usage, cut=cut)
 
-    # --- refine ----------------------------------------------------------------------------
+    # --- responses ---------------------------------------------------------------------------
 
-    def refine(
+    def stream_response(
         self,
-        request: StoryRequest,
-        base_story: str,
         *,
+        model: str,
+        instructions: str,
+        messages: list[Message],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        conversation: str | None = None,
         resume: tuple[str, int] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
-        return self._until_first_token(
-            lambda: self._refine_once(request, base_story, resume), owns_runs=resume is None
+        if resume is not None:
+            return self._resumed(*resume)
+        return self._response_or_chat(
+            model=model,
+            instructions=instructions,
+            messages=messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            conversation=conversation,
         )
 
-    def _refine_input(
-        self, request: StoryRequest, base_story: str, *, history: list[Turn]
-    ) -> ResponseInputParam:
-        items: ResponseInputParam = []
-        for turn in history:
-            items.append({"role": "user", "content": _prompt(turn.user_input, turn.tags)})
-            items.append({"role": "assistant", "content": turn.story})
-        new_turn = f"{_prompt(request.user_input, request.tags)}\n\n초고:\n{base_story}"
-        items.append({"role": "user", "content": new_turn})
-        return items
+    async def _response_or_chat(
+        self,
+        *,
+        model: str,
+        instructions: str,
+        messages: list[Message],
+        temperature: float | None,
+        max_tokens: int | None,
+        conversation: str | None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        await self.prepare()
+        stream: AsyncGenerator[StreamEvent, None]
+        if self.capabilities.responses:
+            background = self._settings.refine_background and self.capabilities.background in (
+                None,
+                True,
+            )
 
-    async def _open_refine(
-        self, request: StoryRequest, base_story: str, resume: tuple[str, int] | None
-    ) -> openai.AsyncStream[ResponseStreamEvent]:
-        if resume is not None:
-            response_id, after = resume
+            async def create() -> openai.AsyncStream[ResponseStreamEvent]:
+                return await self._client.responses.create(
+                    model=model,
+                    instructions=instructions,
+                    input=_input_items(messages),
+                    conversation=conversation or openai.omit,
+                    temperature=temperature if temperature is not None else openai.omit,
+                    max_output_tokens=max_tokens if max_tokens is not None else openai.omit,
+                    background=background,
+                    stream=True,
+                )
+
+            stream = self._until_first_token(lambda: self._response_once(create, None))
+        else:
+            stream = self.stream_chat(
+                model=model,
+                messages=[Message("system", instructions), *messages],
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                yield event
+
+    async def _resumed(self, response_id: str, after: int) -> AsyncGenerator[StreamEvent, None]:
+        """A background run picked up after event ``after``. Not retried from the start: the
+        run exists upstream, and starting another would pay for the story twice."""
+
+        async def retrieve() -> openai.AsyncStream[ResponseStreamEvent]:
             return await self._client.responses.retrieve(
                 response_id, stream=True, starting_after=after
             )
-        # Context kept upstream: the conversation already holds the earlier turns.
-        conversation = (
-            request.remote_conversation_id if self._settings.remote_conversations else None
-        )
-        history = [] if conversation else request.history
-        return await self._client.responses.create(
-            model=self._settings.refine_model,
-            instructions=REFINE_INSTRUCTIONS,
-            input=self._refine_input(request, base_story, history=history),
-            conversation=conversation or openai.omit,
-            temperature=request.temperature if request.temperature is not None else openai.omit,
-            background=self._settings.refine_background,
-            stream=True,
-        )
 
-    async def _refine_once(
-        self, request: StoryRequest, base_story: str, resume: tuple[str, int] | None
+        stream = self._response_once(retrieve, response_id)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                yield event
+
+    async def _response_once(
+        self,
+        open_stream: Callable[[], Awaitable[openai.AsyncStream[ResponseStreamEvent]]],
+        resumed: str | None,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """One refine stream. Whatever ends it early after :meth:`cancel` was asked for this run
-        is reported as the user's cancel, not as an upstream failure."""
-        response_id = resume[0] if resume else None
+        """One response stream. Whatever ends it early after :meth:`cancel` was asked for this
+        run is reported as the user's cancel, not as an upstream failure."""
+        response_id = resumed
         failure: ProviderError
         try:
-            stream = await self._open_refine(request, base_story, resume)
+            stream = await open_stream()
             async with stream:
-                if response_id is not None:
-                    self._streaming.add(response_id)
-                    yield UpstreamStarted(response_id)
+                if resumed is not None:
+                    self._streaming.add(resumed)
+                    yield UpstreamStarted(resumed, background=True)
                 async for event in stream:
                     if event.type == "response.created":
-                        response_id = event.response.id
+                        response = event.response
+                        response_id = response.id
                         self._streaming.add(response_id)
-                        yield UpstreamStarted(response_id)
+                        background = self._settings.refine_background and self._learn_background(
+                            response.background, response.status
+                        )
+                        yield UpstreamStarted(response_id, background=background)
                     elif event.type == "response.output_text.delta":
-                        yield TextDelta(event.delta, event.sequence_number)
+                        yield TextDelta(event.delta, getattr(event, "sequence_number", None))
                     elif event.type == "response.completed":
                         usage = event.response.usage
                         yield StreamFinished(_usage(usage.model_dump()) if usage else {})
-                        # Read to the end of the body, so the connection goes back to the pool
-                        # for the next call instead of being closed half-read; a server that
-                        # keeps it open past the end loses the connection instead.
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                                async for _after in stream:
-                                    pass
+                        await self._drain(stream)
+                        return
+                    elif event.type == "response.incomplete":
+                        details = event.response.incomplete_details
+                        reason = details.reason if details else None
+                        if reason not in LENGTH_CUTS:
+                            raise ProviderError(f"the model stopped early: {reason or 'no reason'}")
+                        usage = event.response.usage
+                        yield StreamFinished(_usage(usage.model_dump()) if usage else {}, cut=True)
+                        await self._drain(stream)
                         return
                     elif event.type == "error":
                         raise ProviderError(f"the model server reported an error: {event.message}")
@@ -342,11 +490,15 @@ class OpenAIProvider(LLMProvider):
                         problem = event.response.error
                         detail = problem.message if problem else "no reason given"
                         raise ProviderError(f"the model run failed: {detail}")
-                    elif event.type == "response.incomplete":
-                        details = event.response.incomplete_details
-                        reason = details.reason if details else "no reason given"
-                        raise ProviderError(f"the model stopped early: {reason}")
             failure = ProviderError("the model server ended the stream before the story was done")
+        except openai.APIStatusError as error:
+            failure = translate(error)
+            if resumed is not None and error.status_code in UNSUPPORTED_CANCEL_STATUS:
+                failure = ProviderError(
+                    f"the model server cannot resume run {resumed}: {error.status_code}",
+                    code="resume_unavailable",
+                )
+            failure.__cause__ = error
         except openai.APIError as error:
             failure = translate(error)
             failure.__cause__ = error
@@ -359,6 +511,16 @@ class OpenAIProvider(LLMProvider):
                 "the story was cancelled", code="cancelled", stop_reason=StopReason.USER_CANCEL
             ) from failure
         raise failure
+
+    @staticmethod
+    async def _drain(stream: openai.AsyncStream[ResponseStreamEvent]) -> None:
+        """Reads a finished stream to the end of its body, so the connection goes back to the
+        pool for the next call instead of being closed half-read; a server that keeps it open
+        past the end loses the connection instead."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                async for _after in stream:
+                    pass
 
     def _forget(self, response_id: str | None) -> bool:
         """Stops tracking a finished stream; True when it had been cancelled."""
@@ -373,44 +535,122 @@ class OpenAIProvider(LLMProvider):
             self._cancelled.add(response_id)
         try:
             await self._client.responses.cancel(response_id)
-        except (openai.NotFoundError, openai.BadRequestError):
-            return  # already finished, never existed, or not a background run: nothing to stop
+        except openai.APIStatusError as error:
+            if error.status_code in UNSUPPORTED_CANCEL_STATUS:
+                logger.debug("upstream cancel of %s: %s", response_id, error.status_code)
+                return  # finished, never existed, or a server without cancel: nothing to stop
+            logger.warning("could not cancel upstream response %s: %s", response_id, error)
         except openai.APIError as error:
             logger.warning("could not cancel upstream response %s: %s", response_id, error)
 
     # --- structured answers ----------------------------------------------------------------
 
-    async def extras(self, request: StoryRequest, story: str) -> StoryExtras:
-        text = f"{_prompt(request.user_input, request.tags)}\n\n이야기:\n{story}"
-        return await self.structured(StoryExtras, instructions=EXTRAS_INSTRUCTIONS, text=text)
+    def _routes(self) -> list[StructuredRoute]:
+        choice = self._settings.structured_api
+        caps = self.capabilities
+        routes: list[StructuredRoute] = []
+        if choice is not ModelApi.CHAT and caps.responses and caps.json_schema is not False:
+            routes.append("responses")
+        if choice is not ModelApi.RESPONSES:
+            if caps.chat_json_schema is not False:
+                routes.append("chat_schema")
+            routes.append("chat_object")
+        return routes
 
-    async def structured(self, output: type[OutputT], *, instructions: str, text: str) -> OutputT:
-        """The mini model's answer in ``output``'s JSON schema, validated; one retry when it
-        does not match."""
-        problem = ""
-        for _attempt in range(2):
-            response = await self._call(
-                lambda: self._client.responses.create(
-                    model=self._settings.mini_model,
-                    instructions=instructions,
-                    input=text,
-                    text={"format": _text_format(output)},
-                )
-            )
-            if not response.output_text:
-                problem = "no structured answer (a refusal or an empty output)"
-                continue
-            try:
-                return output.model_validate_json(response.output_text)
-            except ValidationError as error:
-                problem = str(error)
+    async def structured(
+        self, output: type[OutputT], *, model: str, instructions: str, text: str
+    ) -> OutputT:
+        """The model's answer in ``output``'s JSON schema, validated: one retry when the answer
+        does not match; a route whose answer is no JSON at all is taken for unsupported and the
+        next one tried (``auto``)."""
+        await self.prepare()
+        problem = "the server has no way to ask for structured output"
+        for route in self._routes():
+            for _attempt in range(2):
+                ask = functools.partial(self._ask, route, output, model, instructions, text)
+                answer = await self._call(ask)
+                payload = _json_text(answer)
+                if payload is None:
+                    problem = f"the answer was no JSON: {answer[:200]!r}"
+                    if route != "chat_object" and self._settings.structured_api is ModelApi.AUTO:
+                        self._unsupported(route)
+                        break
+                    continue
+                self._supported(route)
+                try:
+                    return output.model_validate_json(payload)
+                except ValidationError as error:
+                    problem = str(error)
+            else:
+                break  # the route was honoured twice and still wrong: another will not do better
         raise InvalidModelOutput(f"the model's answer did not match {output.__name__}: {problem}")
+
+    def _supported(self, route: StructuredRoute) -> None:
+        if route == "responses":
+            self.capabilities.json_schema = True
+        elif route == "chat_schema":
+            self.capabilities.chat_json_schema = True
+
+    def _unsupported(self, route: StructuredRoute) -> None:
+        if route == "responses":
+            self.capabilities.json_schema = False
+            self._note(
+                "/v1/responses ignores text.format json_schema: structured output asked "
+                "of chat completions instead (STORYTOOL_STRUCTURED_API=chat)"
+            )
+        elif route == "chat_schema":
+            self.capabilities.chat_json_schema = False
+            self._note(
+                "chat completions ignore response_format json_schema: asked for a JSON "
+                "object and validated instead"
+            )
+
+    async def _ask(
+        self,
+        route: StructuredRoute,
+        output: type[BaseModel],
+        model: str,
+        instructions: str,
+        text: str,
+    ) -> str:
+        schema = _schema(output)
+        if route == "responses":
+            response = await self._client.responses.create(
+                model=model,
+                instructions=instructions,
+                input=text,
+                text={
+                    "format": {
+                        "type": "json_schema",
+                        "name": output.__name__,
+                        "schema": schema,
+                        "strict": True,
+                    }
+                },
+            )
+            return response.output_text
+        if route == "chat_schema":
+            completion = await self._client.chat.completions.create(
+                model=model,
+                messages=_chat_messages([Message("system", instructions), Message("user", text)]),
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": output.__name__, "schema": schema, "strict": True},
+                },
+            )
+        else:
+            note = f"{instructions}\n\n{JSON_OBJECT_NOTE}\n{json.dumps(schema)}"
+            completion = await self._client.chat.completions.create(
+                model=model,
+                messages=_chat_messages([Message("system", note), Message("user", text)]),
+                response_format={"type": "json_object"},
+            )
+        choices = completion.choices
+        return (choices[0].message.content or "") if choices else ""
 
     # --- conversations ---------------------------------------------------------------------
 
-    async def create_conversation(self) -> str | None:
-        if not self._settings.remote_conversations:
-            return None
+    async def create_conversation(self) -> str:
         conversation = await self._call(lambda: self._client.conversations.create())
         return conversation.id
 

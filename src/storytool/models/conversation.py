@@ -38,6 +38,8 @@ class StopReason(StrEnum):
     PROVIDER_ERROR = "provider_error"
     TIMEOUT = "timeout"
     OUTPUT_LIMIT = "output_limit"
+    LENGTH = "length"
+    """Completed, but the model stopped at its output-token limit: the text is kept."""
     SHUTDOWN = "shutdown"
     CRASH = "crash"
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storytool.config import Settings
 from storytool.errors import InvalidInput, ServiceUnavailable
-from storytool.llm.base import LLMProvider, ProviderError, StructuredOutputUnavailable
+from storytool.llm.base import ModelClient, ProviderError
 from storytool.models import Passage
 from storytool.search.embedders import Embedder, build_embedder
 from storytool.search.index import (
@@ -200,22 +200,25 @@ class SearchService:
         prompt = prompt.strip()[: self._settings.max_query_chars]
         return [hit.text for hit in await self.search(session, query=prompt, top_k=k)]
 
-    async def recommend(self, llm: LLMProvider, *, query: str, hits: list[PassageHit]) -> list[str]:
+    async def recommend(
+        self, llm: ModelClient | None, *, query: str, hits: list[PassageHit]
+    ) -> list[str]:
         """The mini model's suggestions; derived from the passages when the provider has no
         model (offline) or its answer fails, so a search never fails for want of them."""
         if not hits:
             return []
+        if llm is None:
+            return derive_recommendations(hits)
         excerpt = "\n\n".join(f"[{hit.work} · {hit.chapter or ''}] {hit.text}" for hit in hits[:5])
         try:
             answer = await llm.structured(
                 Recommendations,
+                model=self._settings.mini_model,
                 instructions=RECOMMENDATION_INSTRUCTIONS,
                 text=f"검색어: {query}\n\n대목들:\n{excerpt}",
             )
-        except StructuredOutputUnavailable:
-            return derive_recommendations(hits)
         except ProviderError as exc:
-            logger.warning("recommendations derived from passages: %s", exc.message)
+            logger.info("recommendations derived from passages: %s", exc.message)
             return derive_recommendations(hits)
         return answer.recommendations
 

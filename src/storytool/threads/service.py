@@ -50,7 +50,7 @@ class ThreadService:
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
         cursors: CursorSigner,
-        remote: RemoteConversations,
+        remote: RemoteConversations | None,
         generations: RunningGenerations,
     ) -> None:
         self._sessionmaker = sessionmaker
@@ -150,10 +150,11 @@ class ThreadService:
             if thread is None or not await threads.delete(user_id=user_id, thread_id=thread_id):
                 raise NotFound("thread not found", field="thread_id")
             remote_id = thread.remote_conversation_id
-        if remote_id is not None:
+        if remote_id is not None and self._remote is not None:
             await self._forget_remote(remote_id, thread_id=thread_id)
 
     async def _forget_remote(self, conversation_id: str, *, thread_id: str) -> None:
+        assert self._remote is not None
         try:
             await self._remote.delete_conversation(conversation_id)
         # Best effort by contract: the thread is already deleted and the user was promised

@@ -1,4 +1,5 @@
-"""The OpenAI provider, through the real SDK, against the fake OpenAI server on loopback."""
+"""The OpenAI client, and stories written through it, with the real SDK against the fake OpenAI
+server on loopback."""
 
 from __future__ import annotations
 
@@ -9,18 +10,16 @@ import pytest
 from pydantic import BaseModel
 
 from storytool.config import Settings
-from storytool.llm import build_provider
+from storytool.generation.model_writer import ModelWriter
+from storytool.generation.story import StoryExtras, StoryRequest, Turn
 from storytool.llm.base import (
     InvalidModelOutput,
     ProviderError,
-    StoryExtras,
-    StoryRequest,
     StreamFinished,
     TextDelta,
-    Turn,
     UpstreamStarted,
 )
-from storytool.llm.openai import DRAIN_TIMEOUT_S, OpenAIProvider
+from storytool.llm.openai import DRAIN_TIMEOUT_S, OpenAIClient
 from storytool.models import StopReason
 from tests.fakes.openai_server import DEFAULT_STORY, FakeOpenAI, tokenize
 
@@ -42,12 +41,26 @@ def make_settings(fake: FakeOpenAI, **overrides) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+async def ready_client(fake: FakeOpenAI, settings: Settings) -> OpenAIClient:
+    """A client that has already asked whether the server has the Responses API, with the
+    fake's records of that cleared, so a test sees only its own calls."""
+    client = OpenAIClient(settings)
+    await client.prepare()
+    fake.reset()
+    return client
+
+
 @pytest.fixture
-async def provider(fake_openai: FakeOpenAI):
-    provider = build_provider(make_settings(fake_openai))
-    assert isinstance(provider, OpenAIProvider)
-    yield provider
-    await provider.aclose()
+async def client(fake_openai: FakeOpenAI):
+    client = await ready_client(fake_openai, make_settings(fake_openai))
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def provider(client: OpenAIClient, fake_openai: FakeOpenAI) -> ModelWriter:
+    """Stories written through the client: prompts from generation, transport from llm."""
+    return ModelWriter(client, make_settings(fake_openai))
 
 
 def request(**overrides) -> StoryRequest:
@@ -142,8 +155,10 @@ class TestRefine:
         assert "둘째 초고" in roles[2][1]
 
     async def test_second_turn_uses_the_remote_conversation(self, fake_openai):
-        provider = OpenAIProvider(make_settings(fake_openai, remote_conversations=True))
-        conversation_id = await provider.create_conversation()
+        settings = make_settings(fake_openai, remote_conversations=True)
+        client = await ready_client(fake_openai, settings)
+        provider = ModelWriter(client, settings)
+        conversation_id = await client.create_conversation()
         assert conversation_id in fake_openai.conversations
         fake_openai.behaviour.texts["refine"] = FIRST_STORY
         await collect(provider.refine(request(remote_conversation_id=conversation_id), "첫 초고"))
@@ -160,17 +175,19 @@ class TestRefine:
         items = fake_openai.conversations[conversation_id]
         assert [item["role"] for item in items[:2]] == ["user", "assistant"]
         assert items[1]["content"][0]["text"] == FIRST_STORY
-        await provider.delete_conversation(conversation_id)
+        await client.delete_conversation(conversation_id)
         assert conversation_id not in fake_openai.conversations
-        await provider.delete_conversation(conversation_id)
-        await provider.aclose()
+        await client.delete_conversation(conversation_id)
+        await client.aclose()
 
     async def test_without_background_the_setting_is_sent(self, fake_openai):
-        provider = OpenAIProvider(make_settings(fake_openai, refine_background=False))
+        settings = make_settings(fake_openai, refine_background=False)
+        client = await ready_client(fake_openai, settings)
+        provider = ModelWriter(client, settings)
         events = await collect(provider.refine(request(), "초고"))
         assert text_of(events) == DEFAULT_STORY
         assert refine_posts(fake_openai)[0].body["background"] is False
-        await provider.aclose()
+        await client.aclose()
 
 
 class TestRetriesBeforeTheFirstToken:
@@ -206,7 +223,7 @@ class TestRetriesBeforeTheFirstToken:
 
 
 class TestFailuresAfterTheFirstToken:
-    @pytest.mark.parametrize("kind", ["error", "failed", "incomplete"])
+    @pytest.mark.parametrize("kind", ["error", "failed"])
     async def test_upstream_failure_event_is_a_provider_error(self, provider, fake_openai, kind):
         fake_openai.behaviour.add_fault(kind, after=2)
         received: list = []
@@ -216,8 +233,19 @@ class TestFailuresAfterTheFirstToken:
         assert text_of(received) == "".join(tokenize(DEFAULT_STORY)[:2])
         assert len(refine_posts(fake_openai)) == 1
 
+    async def test_a_run_cut_at_its_token_limit_ends_with_its_text_marked_cut(
+        self, provider, fake_openai
+    ):
+        fake_openai.behaviour.add_fault("incomplete", after=2)
+        events = await collect(provider.refine(request(), "초고"))
+        assert text_of(events) == "".join(tokenize(DEFAULT_STORY)[:2])
+        assert isinstance(events[-1], StreamFinished)
+        assert events[-1].cut is True
+
     async def test_a_stall_is_a_timeout(self, fake_openai):
-        provider = OpenAIProvider(make_settings(fake_openai, openai_timeout_s=0.3))
+        settings = make_settings(fake_openai, openai_timeout_s=0.3)
+        client = await ready_client(fake_openai, settings)
+        provider = ModelWriter(client, settings)
         fake_openai.behaviour.add_fault("stall", after=2)
         received: list = []
         with pytest.raises(ProviderError) as caught:
@@ -225,7 +253,7 @@ class TestFailuresAfterTheFirstToken:
         assert caught.value.stop_reason is StopReason.TIMEOUT
         assert text_of(received) == "".join(tokenize(DEFAULT_STORY)[:2])
         assert len(refine_posts(fake_openai)) == 1
-        await provider.aclose()
+        await client.aclose()
 
     async def test_a_body_left_open_after_the_end_does_not_hold_the_story(
         self, provider, fake_openai
@@ -260,23 +288,25 @@ class TestFailuresAfterTheFirstToken:
 
 
 class TestCancel:
-    async def test_cancel_reaches_the_fake_for_the_running_id(self, provider, fake_openai):
+    async def test_cancel_reaches_the_fake_for_the_running_id(self, client, provider, fake_openai):
         fake_openai.behaviour.tokens_per_second = 100
         stream = provider.refine(request(), "초고")
         started = await anext(stream)
         assert isinstance(started, UpstreamStarted)
         assert isinstance(await anext(stream), TextDelta)
-        await provider.cancel(started.response_id)
+        await client.cancel(started.response_id)
         with pytest.raises(ProviderError) as caught:
             await collect(stream)
         assert caught.value.stop_reason is StopReason.USER_CANCEL
         assert fake_openai.cancelled == [started.response_id]
         assert fake_openai.runs[started.response_id].status == "cancelled"
 
-    async def test_cancelling_unknown_or_finished_runs_is_harmless(self, provider, fake_openai):
+    async def test_cancelling_unknown_or_finished_runs_is_harmless(
+        self, client, provider, fake_openai
+    ):
         events = await collect(provider.refine(request(), "초고"))
-        await provider.cancel(events[0].response_id)
-        await provider.cancel("resp_unknown")
+        await client.cancel(events[0].response_id)
+        await client.cancel("resp_unknown")
         assert fake_openai.received("/v1/responses/resp_unknown/cancel")
 
 
@@ -286,9 +316,9 @@ class Verdict(BaseModel):
 
 
 class TestStructured:
-    async def test_schema_is_sent_and_the_answer_parsed(self, provider, fake_openai):
+    async def test_schema_is_sent_and_the_answer_parsed(self, client, fake_openai):
         fake_openai.behaviour.structured_answers.append('{"score": 4, "reason": "고풍스럽다"}')
-        verdict = await provider.structured(Verdict, instructions="평가하라", text="화설.")
+        verdict = await client.structured(Verdict, model="mini", instructions="평가", text="화설.")
         assert verdict == Verdict(score=4, reason="고풍스럽다")
         sent = fake_openai.received("/v1/responses")[0].body
         assert sent["model"] == "mini"
@@ -298,18 +328,18 @@ class TestStructured:
         assert fmt["strict"] is True
         assert set(fmt["schema"]["properties"]) == {"score", "reason"}
 
-    async def test_invalid_then_valid_is_parsed(self, provider, fake_openai):
+    async def test_invalid_then_valid_is_parsed(self, client, fake_openai):
         fake_openai.behaviour.structured_answers.extend(
             ["{not json", '{"score": 1, "reason": "x"}']
         )
-        verdict = await provider.structured(Verdict, instructions="평가하라", text="화설.")
+        verdict = await client.structured(Verdict, model="mini", instructions="평가", text="화설.")
         assert verdict.score == 1
         assert len(fake_openai.received("/v1/responses")) == 2
 
-    async def test_invalid_twice_is_invalid_model_output(self, provider, fake_openai):
+    async def test_invalid_twice_is_invalid_model_output(self, client, fake_openai):
         fake_openai.behaviour.structured_answers.extend(['{"score": "many"}', "[]"])
         with pytest.raises(InvalidModelOutput) as caught:
-            await provider.structured(Verdict, instructions="평가하라", text="화설.")
+            await client.structured(Verdict, model="mini", instructions="평가", text="화설.")
         assert caught.value.code == "invalid_model_output"
         assert "Verdict" in caught.value.message
 
@@ -324,7 +354,10 @@ class TestStructured:
         assert "화설. 이야기로다." in sent["input"]
 
 
-async def test_conversations_stay_local_unless_the_setting_is_on(provider, fake_openai):
-    assert await provider.create_conversation() is None
-    assert fake_openai.received("/v1/conversations") == []
-    assert provider.models["refine"] == "refine"
+def test_the_models_recorded_with_a_story_are_those_of_the_settings(provider):
+    assert provider.models == {
+        "draft": "ft:draft",
+        "refine": "refine",
+        "mini": "mini",
+        "embedding": "text-embedding-3-small",
+    }
