@@ -322,7 +322,7 @@ class TestStructured:
         assert verdict == Verdict(score=4, reason="고풍스럽다")
         sent = fake_openai.received("/v1/responses")[0].body
         assert sent["model"] == "mini"
-        assert sent["instructions"] == "평가하라"
+        assert sent["instructions"] == "평가"
         fmt = sent["text"]["format"]
         assert fmt["type"] == "json_schema"
         assert fmt["strict"] is True
