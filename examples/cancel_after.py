@@ -21,8 +21,12 @@ from storytool.client import Conflict, DeltaEvent, MetaEvent, StoryEvent, Storyt
 
 
 async def print_story(events: AsyncIterator[StoryEvent]) -> None:
+    stage = None
     async for event in events:
         if isinstance(event, DeltaEvent):
+            if event.stage != stage:  # the draft first, then the refined story that replaces it
+                stage = event.stage
+                print("[초고] " if stage == "draft" else "\n[다듬은 이야기] ", end="")
             print(event.text, end="", flush=True)
 
 
@@ -40,7 +44,10 @@ async def main(args: argparse.Namespace) -> int:
             print(f"\nalready ended: {exc.message}")
             return 1
         await printer  # the stream ends with its cancelled event
-        print(f"\nstatus: {answer.status}, saved {len(answer.partial_story)} characters")
+        print(
+            f"\nstatus: {answer.status}, saved {len(answer.partial_story)} characters of story"
+            f" and {len(answer.partial_draft)} of draft"
+        )
     return 0
 
 

@@ -2,8 +2,9 @@
 
     python examples/stream_story.py "한 선비가 길을 떠나니" --tag 모험 [--url http://127.0.0.1:8000]
 
-Prints the story text on stdout as it arrives, then its title as 《title》 and the recommended
-next steps as "· item" lines. The thread and conversation ids, the stages and how the story
+Shows the draft as it is written, dimmed, on stderr; then prints the refined story, which
+replaces it, on stdout as it arrives, then its title as 《title》 and the recommended next steps
+as "· item" lines. The thread and conversation ids, the stages and how the story
 ended ("completed", "cancelled" or "error: ...") go to stderr. The base URL comes from --url,
 else $STORYTOOL_URL, else http://127.0.0.1:8000.
 """
@@ -27,6 +28,8 @@ from storytool.client import (
     TitleEvent,
 )
 
+DIM, PLAIN = ("\033[2m", "\033[0m") if sys.stderr.isatty() else ("", "")
+
 
 async def main(args: argparse.Namespace) -> int:
     async with StorytoolClient(args.url) as client:
@@ -39,6 +42,8 @@ async def main(args: argparse.Namespace) -> int:
                     )
                 case StageEvent():
                     print(f"[{event.name} {event.status}]", file=sys.stderr)
+                case DeltaEvent(stage="draft"):
+                    print(f"{DIM}{event.text}{PLAIN}", end="", flush=True, file=sys.stderr)
                 case DeltaEvent():
                     print(event.text, end="", flush=True)
                 case TitleEvent():

@@ -4,8 +4,13 @@
 
     async with StorytoolClient("http://127.0.0.1:8000") as client:
         async for event in client.generate("한 선비가 길을 떠나니", tags=["모험"]):
-            if isinstance(event, DeltaEvent):
+            if isinstance(event, StageEvent) and event.status == "started":
+                print(f"\n[{event.name}]")
+            elif isinstance(event, DeltaEvent):  # event.stage: "draft", then "refine"
                 print(event.text, end="", flush=True)
+
+The draft streams first (``DeltaEvent.stage == "draft"``) so text is on screen at once; the
+refined story (``stage == "refine"``) then replaces it: show the draft as provisional.
 
 A story's stream survives a dropped connection: the client reconnects to
 ``GET /api/generate/{conversation_id}/events`` with ``Last-Event-ID`` (a bounded number of
@@ -149,10 +154,10 @@ class StorytoolClient:
         temperature: float | None = None,
     ) -> AsyncIterator[StoryEvent]:
         """Writes a story: ``meta`` first (the thread and conversation ids), then stages,
-        deltas, title, recommendations, and one terminal event (done, cancelled or error), after
-        which the iterator ends. A refused request raises before the first event; a stream
-        that cannot be resumed raises StreamLost (or NotFound once the server no longer keeps
-        the story's events)."""
+        deltas (the draft's, then the refine's, which replaces it), title, recommendations, and
+        one terminal event (done, cancelled or error), after which the iterator ends. A refused
+        request raises before the first event; a stream that cannot be resumed raises StreamLost
+        (or NotFound once the server no longer keeps the story's events)."""
         body = {"user_input": user_input, "tags": list(tags), "thread_id": thread_id}
         return self._start(body, length=length, temperature=temperature)
 

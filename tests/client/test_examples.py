@@ -83,14 +83,20 @@ async def test_cancel_after_prints_the_partial_story_and_the_confirmation(
     with ServerThread(create_app(slow)) as server:
         out, _err = await run("cancel_after.py", "0.5", url=server.url)
 
-        text, _, confirmation = out.rpartition("\nstatus: ")
+        shown, _, confirmation = out.rpartition("\nstatus: ")
+        draft, _, text = shown.partition("\n[다듬은 이야기] ")
         async with StorytoolClient(server.url) as client:
             [summary] = [summary async for summary in client.history()]
             turn = (await client.detail(summary.id)).conversations[0]
     assert turn.status == "cancelled"
+    # The draft was shown first, marked, then the refined text that replaced it.
+    assert draft == f"[초고] {turn.base_story}"
     assert turn.story == text
     assert 0 < len(text)
-    assert confirmation == f"cancelled, saved {len(text)} characters\n"
+    assert confirmation == (
+        f"cancelled, saved {len(text)} characters of story"
+        f" and {len(turn.base_story or '')} of draft\n"
+    )
 
 
 async def test_export_history_lists_threads_and_writes_the_newest_as_markdown(

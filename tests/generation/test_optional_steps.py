@@ -56,7 +56,7 @@ class TestTitleFallback:
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
     async def test_a_long_input_gives_a_short_fallback_title(
-        self, settings: Settings, upstream: FakeOpenAI, database: Database
+        self, settings: Settings, upstream: FakeOpenAI
     ):
         upstream.behaviour.structured_answers.extend(["[]", "[]"])
         long_input = "한 선비가 " + "먼 길을 " * 40 + "떠나니"
@@ -117,7 +117,7 @@ class TestLengthCut:
         async with serving(on_fake(settings, upstream)) as client:
             await generate(client, {**PROMPT, "options": {"length": "short"}})
         draft = upstream.received("/v1/chat/completions")[0].body
-        refine = [r.body for r in upstream.received("/v1/responses") if r.body.get("stream")][0]
+        refine = next(r.body for r in upstream.received("/v1/responses") if r.body.get("stream"))
         assert draft["max_tokens"] == 1500
         assert refine["max_output_tokens"] == 1500
 

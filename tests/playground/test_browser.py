@@ -124,8 +124,19 @@ def start_story(driver: WebDriver, url: str, prompt: str, *, length: str) -> Non
     driver.find_element(By.ID, "prompt").send_keys(prompt)
     driver.find_element(By.ID, "tags").send_keys("모험, 우정")
     Select(driver.find_element(By.ID, "length")).select_by_value(length)
+    # Every text the story box shows, with its stage, as the page changes it.
+    driver.execute_script(
+        "window.shown = []; const story = document.getElementById('story');"
+        "new MutationObserver(() => window.shown.push([story.dataset.stage, story.textContent]))"
+        ".observe(story, {childList: true, characterData: true, subtree: true});"
+    )
     driver.find_element(By.ID, "generate").click()
-    wait(driver, lambda: text_of(driver, "story"))
+    # The refine's text is on screen, after the draft was shown first, dimmed.
+    wait(driver, lambda: driver.execute_script("return window.shown.some(s => s[0] === 'refine')"))
+    stages = [stage for stage, text in driver.execute_script("return window.shown") if text]
+    assert stages[0] == "draft"
+    assert stages.index("refine") > 0
+    assert "draft" not in stages[stages.index("refine") :]
 
 
 def stored_turns(url: str) -> list[dict]:

@@ -145,8 +145,7 @@ async def database(committed_url: str) -> AsyncIterator[Database]:
 
 def deltas(count: int) -> Callable[[list[Event]], bool]:
     return lambda events: (
-        sum(event.event == "delta" and event.data["stage"] == "refine" for event in events)
-        == count
+        sum(event.event == "delta" and event.data["stage"] == "refine" for event in events) == count
     )
 
 
