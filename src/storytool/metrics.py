@@ -49,6 +49,12 @@ class Metrics:
             ["status", "stop_reason"],
             registry=self.registry,
         )
+        self.optional_fallbacks = Counter(
+            "storytool_optional_fallbacks",
+            "Stories completed with a fallback for an optional step the model failed (title).",
+            ["step"],
+            registry=self.registry,
+        )
         self.search_seconds = Histogram(
             "storytool_search_seconds",
             "Time of one similar-passage search, embedding included.",

@@ -42,8 +42,10 @@ class TestTitleFallback:
         with caplog.at_level(logging.INFO):
             async with serving(on_fake(settings, upstream)) as client:
                 events = await generate(client, PROMPT)
+                metrics = (await client.get("/metrics")).text
 
         assert events[-1].event == "done"
+        assert 'storytool_optional_fallbacks_total{step="title"} 1.0' in metrics
         assert of(events, "title") == [{"title": PROMPT["user_input"], "fallback": True}]
         assert of(events, "recommendations") == [{"items": []}]
         conversation, data = await database.conversation(events[0].data["conversation_id"])
@@ -97,6 +99,9 @@ class TestLengthCut:
         async with serving(on_fake(settings, upstream)) as client:
             events = await generate(client, PROMPT)
 
+            metrics = (await client.get("/metrics")).text
+
+        assert 'storytool_generations_total{status="completed",stop_reason="length"} 1.0' in metrics
         assert events[-1].event == "done"
         assert events[-1].data["stop_reason"] == "length"
         refine_done = [e for e in of(events, "stage") if e["name"] == "refine"][-1]

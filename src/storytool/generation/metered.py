@@ -15,7 +15,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from storytool.generation.events import EventLog, LoggedEvent
-from storytool.generation.schemas import Cancelled, Delta, Done, Error, EventPayload, Meta
+from storytool.generation.schemas import (
+    Cancelled,
+    Delta,
+    Done,
+    Error,
+    EventPayload,
+    Meta,
+    Title,
+)
 from storytool.metrics import Metrics
 
 logger = logging.getLogger("storytool.generation")
@@ -53,7 +61,9 @@ class MeteredEventLog:
         timing = self._timings.get(conversation_id)
         if timing is None:
             return
-        if isinstance(payload, Delta):
+        if isinstance(payload, Title) and payload.fallback:
+            self._metrics.optional_fallbacks.labels("title").inc()
+        elif isinstance(payload, Delta):
             if timing.first_delta is None:
                 timing.first_delta = now
                 self._metrics.first_delta_seconds.observe(now - timing.started)
@@ -75,9 +85,6 @@ class MeteredEventLog:
                 now - timing.started,
             )
 
-    async def knows(self, conversation_id: str) -> bool:
-        return await self._inner.knows(conversation_id)
-
     async def last(self, conversation_id: str) -> LoggedEvent | None:
         return await self._inner.last(conversation_id)
 
@@ -98,7 +105,7 @@ class MeteredEventLog:
 def _outcome(payload: Done | Cancelled | Error) -> tuple[str, str]:
     """(status, stop_reason) labels of a terminal event."""
     if isinstance(payload, Done):
-        return "completed", "none"
+        return "completed", payload.stop_reason or "none"
     if isinstance(payload, Cancelled):
         return "cancelled", "cancel"
     if payload.code in ("shutdown", "interrupted"):
