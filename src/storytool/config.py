@@ -66,8 +66,23 @@ def _rate_limit(value: str) -> str:
     return value
 
 
+MIN_SECRET_BYTES = 32
+"""Shared secrets (an HS256 key, the gateway's, the cursor signer's) are at least as long as the
+SHA-256 output they key: a shorter one can be guessed offline from one signed token."""
+
+
+def _long_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_BYTES} bytes; make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value
+
+
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+Secret = Annotated[SecretStr, AfterValidator(_long_secret)]
 
 
 class Settings(BaseSettings):
@@ -202,9 +217,38 @@ class Settings(BaseSettings):
     local_user_id: str = Field(
         default="local", min_length=1, description="The one user of auth_mode=local."
     )
-    jwt_secret: SecretStr | None = Field(default=None, description="HS256 secret (auth_mode=jwt).")
+    gateway_secret: Secret | None = Field(
+        default=None,
+        description=(
+            "auth_mode=header: the secret the gateway sends in gateway_secret_header. When set, "
+            "a request without it is 401, so only the gateway can name a user."
+        ),
+    )
+    gateway_secret_header: str = Field(
+        default="X-Gateway-Secret",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="The header that carries gateway_secret.",
+    )
+    jwt_secret: Secret | None = Field(
+        default=None, description="HS256 secret, at least 32 bytes (auth_mode=jwt)."
+    )
     jwt_public_key: str | None = Field(
         default=None, description="RS256 public key in PEM (auth_mode=jwt)."
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="URL of the identity provider's JWKS: RS256 keys looked up by the token's kid.",
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="When set, a token's iss must equal it (and be present)."
+    )
+    jwt_audience: str | None = Field(
+        default=None,
+        description="When set, a token's aud must hold it; unset, aud is not checked.",
+    )
+    jwt_leeway_s: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Clock skew allowed when checking exp, nbf and iat."
     )
     jwt_admin_role: str = Field(
         default="admin",
@@ -226,7 +270,7 @@ class Settings(BaseSettings):
     max_comment_chars: PositiveInt = Field(
         default=2000, description="Longest comment accepted with an evaluation."
     )
-    history_cursor_secret: SecretStr = Field(
+    history_cursor_secret: Secret = Field(
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
         description=(
             "Key that signs history-list cursors, so a forged one is refused. Set the same value "
@@ -327,10 +371,11 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}CORS_ORIGINS may not hold '*' while "
                 f"{ENV_PREFIX}CORS_ALLOW_CREDENTIALS is true: name the origins"
             )
-        if self.auth_mode is AuthMode.JWT and not (self.jwt_secret or self.jwt_public_key):
+        keys = [self.jwt_secret, self.jwt_public_key, self.jwt_jwks_url]
+        if self.auth_mode is AuthMode.JWT and sum(bool(key) for key in keys) != 1:
             raise ValueError(
-                f"{ENV_PREFIX}AUTH_MODE=jwt needs "
-                f"{ENV_PREFIX}JWT_SECRET or {ENV_PREFIX}JWT_PUBLIC_KEY"
+                f"{ENV_PREFIX}AUTH_MODE=jwt needs exactly one of {ENV_PREFIX}JWT_SECRET, "
+                f"{ENV_PREFIX}JWT_PUBLIC_KEY or {ENV_PREFIX}JWT_JWKS_URL"
             )
         if self.llm_provider is LLMProvider.OPENAI and self.openai_api_key is None:
             if self.openai_base_url is None:

@@ -26,6 +26,13 @@ class StorytoolError(Exception):
         self.headers = headers
 
 
+class BadRequest(StorytoolError):
+    """A request no well-behaved client sends, such as a header that must appear once."""
+
+    status_code = 400
+    code = "bad_request"
+
+
 class NotFound(StorytoolError):
     """Missing, or owned by another user: the two look the same from outside."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storytool.auth import Authenticator, Caller
@@ -46,15 +46,11 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_caller(
-    state: StateDep,
-    x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Caller:
+async def get_caller(state: StateDep, request: Request) -> Caller:
     """Who calls, and whether a signed token made them an admin. Each call counts against the
     user's request rate (429 past it), so every route that knows its user is limited."""
     authenticator: Authenticator = state["authenticator"]
-    caller = authenticator.caller(user_header=x_user_id, authorization=authorization)
+    caller = await authenticator.caller(request.headers)
     await state["rate_limiter"].hit(caller.user_id)
     return caller
 
