@@ -6,14 +6,12 @@ import time
 import pytest
 
 from storytool.config import Settings
-from storytool.llm import build_provider
+from storytool.generation.story import StoryExtras, StoryRequest, build_writer
+from storytool.llm import build_client
 from storytool.llm.base import (
     ProviderError,
-    StoryExtras,
-    StoryRequest,
     StreamEvent,
     StreamFinished,
-    StructuredOutputUnavailable,
     TextDelta,
     UpstreamStarted,
 )
@@ -106,8 +104,9 @@ class TestRefine:
         resumed = await collect(
             llm.refine(request(), "화설. 옛날 이야기로다.", resume=(started.response_id, 2))
         )
-        assert resumed[0] == UpstreamStarted(started.response_id)
-        assert text_of(deltas[:3]) + text_of(resumed) == text_of(events)
+        assert resumed[0] == UpstreamStarted(started.response_id, background=True)
+        assert [delta.sequence_number for delta in deltas[:2]] == [1, 2]
+        assert text_of(deltas[:2]) + text_of(resumed) == text_of(events)
 
     async def test_cancel_stops_the_stream_with_user_cancel(self):
         llm = provider(chars_per_second=400)
@@ -140,22 +139,17 @@ class TestExtrasAndTheRest:
         assert len(extras.recommendations) == 3
         assert len(set(extras.recommendations)) == 3
 
-    async def test_structured_output_is_unavailable(self):
-        with pytest.raises(StructuredOutputUnavailable):
-            await provider().structured(StoryExtras, instructions="분석하라", text="화설.")
-
-    async def test_keeps_no_remote_conversation_and_says_it_is_offline(self):
+    async def test_says_it_is_offline(self):
         llm = provider()
-        assert await llm.create_conversation() is None
         assert set(llm.models.values()) == {"offline"}
         assert llm.name == "offline"
-        await llm.delete_conversation("anything")
-        await llm.aclose()
 
 
-def test_build_provider_is_offline_without_a_key():
-    llm = build_provider(Settings(_env_file=None))  # type: ignore[call-arg]
-    assert isinstance(llm, OfflineProvider)
+def test_without_a_key_there_is_no_model_server_and_stories_are_composed_offline():
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    client = build_client(settings)
+    assert client is None
+    assert isinstance(build_writer(settings, client), OfflineProvider)
 
 
 async def test_refine_does_not_block_the_event_loop():

@@ -106,6 +106,21 @@ def _failed(end: _End, message: str) -> _End:
 
 
 @dataclass(frozen=True, slots=True)
+class Adopted:
+    """Where a story taken over from a replica that is gone stands."""
+
+    base_story: str
+    story: str
+    """The refined text as saved: it ends at upstream event ``sequence``."""
+    response_id: str
+    sequence: int
+    """The run is resumed after this event."""
+    skip: int = 0
+    """Characters after the saved text that its readers were already sent before the owner
+    died: kept, not sent again."""
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     user_id: str
     thread_id: str
@@ -151,6 +166,8 @@ class _Progress:
     """The refine runs as a background run the server confirmed: ours to cancel by id."""
     cut: bool = False
     """The refine stopped at the output-token limit."""
+    sequence: int | None = None
+    """The upstream event the refined text so far ends at (background runs)."""
 
     def cancelled(self, job: Job) -> Cancelled:
         return Cancelled(
@@ -210,17 +227,23 @@ class Pipeline:
         self._gate = write_gate
         self._writer = StageWriter(sessionmaker, self._gate)
 
-    async def run(self, job: Job, run: Run) -> None:
+    async def run(self, job: Job, run: Run, *, adopted: Adopted | None = None) -> None:
         conversation_id_var.set(job.conversation_id)  # every log line of this task names it
         progress = _Progress()
         try:
             async with asyncio.timeout(self._settings.max_generation_seconds):
-                await self._stages(job, run, progress)
+                if adopted is None:
+                    await self._stages(job, run, progress)
+                else:
+                    await self._carry_on(job, run, progress, adopted)
         except asyncio.CancelledError:
             run.ending = True
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # handled here: the task ends normally once its text is saved
+            if run.hand_off and progress.sequence is not None and progress.background:
+                await self._hand_off(job, progress)
+                return
             reason = run.stop_reason or StopReason.SHUTDOWN
             await self._end_early(job, progress, reason, reason.value, f"stopped: {reason}")
         except TimeoutError:
@@ -261,14 +284,48 @@ class Pipeline:
 
         await self._stage(job, "refine", "started")
         progress.refining = True
+        await self._refine(job, run, progress, request, self._stories.refine(request, base_story))
+
+    async def _carry_on(self, job: Job, run: Run, progress: _Progress, adopted: Adopted) -> None:
+        """An adopted story: its background run picked up where the saved text ends, the part
+        its readers already have skipped, then the same ending as any story."""
+        request = replace(job.request, seed=job.conversation_id)
+        progress.draft = [adopted.base_story]
+        progress.story = [adopted.story] if adopted.story else []
+        progress.refining = progress.background = True
+        progress.upstream, progress.sequence = adopted.response_id, adopted.sequence
+        resume = (adopted.response_id, adopted.sequence)
+        stream = self._stories.refine(request, adopted.base_story, resume=resume)
+        await self._refine(job, run, progress, request, stream, skip=adopted.skip)
+
+    async def _refine(
+        self,
+        job: Job,
+        run: Run,
+        progress: _Progress,
+        request: StoryRequest,
+        stream: AsyncIterator[StreamEvent],
+        *,
+        skip: int = 0,
+    ) -> None:
+        """The refine streamed to its end, then title, recommendations and the end."""
 
         async def on_started(event: UpstreamStarted) -> None:
             progress.upstream = event.response_id
             progress.background = event.background
-            self._writer.put(job.conversation_id, upstream=event.response_id)
+            if event.background and progress.sequence is None:
+                # Resumable from its start until the first flush says how far it got.
+                progress.sequence = 0
+                self._writer.put(
+                    job.conversation_id, story="", upstream=event.response_id, sequence=0
+                )
+            else:
+                self._writer.put(job.conversation_id, upstream=event.response_id)
 
-        async with _closing(self._stories.refine(request, base_story)) as stream:
-            progress.cut = await self._consume(job, stream, progress, on_started=on_started)
+        async with _closing(stream) as events:
+            progress.cut = await self._consume(
+                job, events, progress, on_started=on_started, skip=skip
+            )
         story = "".join(progress.story)
         self._writer.put(job.conversation_id, story=story)
         await self._stage(job, "refine", "done", cut=progress.cut)
@@ -303,14 +360,16 @@ class Pipeline:
         progress: _Progress,
         *,
         on_started: Callable[[UpstreamStarted], Awaitable[None]] | None = None,
+        skip: int = 0,
     ) -> bool:
         """Relays a stage's text (the draft, or the refine once ``progress.refining``) as it
-        comes, cut at the output limit, saving it about once a second. True when the model
-        stopped at its output-token limit."""
+        comes, cut at the output limit, saving it about once a second. The first ``skip``
+        characters are kept but not sent again: an adopted story's readers have them. True when
+        the model stopped at its output-token limit."""
         stage: Literal["draft", "refine"] = "refine" if progress.refining else "draft"
         parts = progress.story if progress.refining else progress.draft
         limit = self._settings.max_output_chars
-        written = 0
+        written = sum(map(len, parts))
         cut = False
         async for event in stream:
             if isinstance(event, TextDelta):
@@ -318,7 +377,13 @@ class Pipeline:
                 if text:
                     parts.append(text)
                     written += len(text)
-                    await self._events.append(job.conversation_id, Delta(stage=stage, text=text))
+                    shown, skip = text[skip:], max(0, skip - len(text))
+                    if progress.refining and event.sequence_number is not None:
+                        progress.sequence = event.sequence_number
+                    if shown:
+                        await self._events.append(
+                            job.conversation_id, Delta(stage=stage, text=shown)
+                        )
                     self._maybe_flush(job, progress)
                 if len(event.text) > len(text):
                     raise _OutputLimit(f"stopped at the output limit of {limit} characters")
@@ -328,6 +393,19 @@ class Pipeline:
                 progress.usage.update(event.usage)
                 cut = event.cut
         return cut
+
+    async def _hand_off(self, job: Job, progress: _Progress) -> None:
+        """Leaves a running story for a live replica to adopt: its text and the upstream
+        position it ends at saved together, no end, no terminal event, the run left running."""
+        await self._writer.settle(job.conversation_id)
+        async with self._gate, self._sessionmaker.begin() as session:
+            await ConversationRepository(session).save_position(
+                conversation_id=job.conversation_id,
+                story="".join(progress.story),
+                upstream_response_id=progress.upstream,
+                upstream_sequence=progress.sequence,
+            )
+        logger.info("generation %s handed off at event %s", job.conversation_id, progress.sequence)
 
     async def _remote_conversation(self, job: Job) -> str | None:
         if job.remote_conversation_id is not None:
@@ -362,7 +440,11 @@ class Pipeline:
             return
         progress.flushed_at = now
         if progress.refining:
-            self._writer.put(job.conversation_id, story="".join(progress.story))
+            self._writer.put(
+                job.conversation_id,
+                story="".join(progress.story),
+                sequence=progress.sequence if progress.background else None,
+            )
         else:
             self._writer.put(job.conversation_id, base_story="".join(progress.draft))
 

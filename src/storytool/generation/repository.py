@@ -7,6 +7,7 @@ see that they lost.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, or_, select, update
@@ -38,6 +39,32 @@ def _group_first(conversation: type[Conversation]) -> ColumnElement[str]:
         ),
         else_=conversation.id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """A running story whose replica is gone, as stored: its text up to the last flush and, when
+    its refine is a background run, where upstream that text ends."""
+
+    conversation_id: str
+    thread_id: str
+    user_id: str
+    owner: str
+    user_input: str
+    tags: list[str]
+    options: dict[str, Any]
+    base_story: str | None
+    story: str | None
+    upstream_response_id: str | None
+    upstream_sequence: int | None
+
+    @property
+    def resumable(self) -> bool:
+        return (
+            self.upstream_response_id is not None
+            and self.upstream_sequence is not None
+            and self.base_story is not None
+        )
 
 
 class ConversationRepository:
@@ -207,6 +234,72 @@ class ConversationRepository:
             .distinct()
         )
         return {owner for owner in result.scalars() if owner is not None}
+
+    async def left_by(self, owners: set[str]) -> list[Leftover]:
+        """The in-progress conversations of replicas that are gone, with what an adopting
+        replica needs to carry each on."""
+        if not owners:
+            return []
+        found = await self.session.execute(
+            select(Conversation, ConversationData, Thread.user_id)
+            .join(ConversationData, ConversationData.conversation_id == Conversation.id)
+            .join(Thread, Thread.id == Conversation.thread_id)
+            .where(
+                Conversation.status == ConversationStatus.IN_PROGRESS,
+                Conversation.owner_instance.in_(owners),
+            )
+            .options(undefer(ConversationData.base_story), undefer(ConversationData.story))
+        )
+        return [
+            Leftover(
+                conversation_id=conversation.id,
+                thread_id=conversation.thread_id,
+                user_id=user_id,
+                owner=conversation.owner_instance or "",
+                user_input=data.user_input,
+                tags=list(data.tags),
+                options=dict(conversation.options or {}),
+                base_story=data.base_story,
+                story=data.story,
+                upstream_response_id=conversation.upstream_response_id,
+                upstream_sequence=conversation.upstream_sequence,
+            )
+            for conversation, data, user_id in found.tuples()
+        ]
+
+    async def save_position(
+        self,
+        *,
+        conversation_id: str,
+        story: str,
+        upstream_response_id: str | None,
+        upstream_sequence: int | None,
+    ) -> None:
+        """A running story's refined text and the upstream event it ends at, together."""
+        await self.save_data(conversation_id=conversation_id, story=story)
+        await self.session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(
+                upstream_response_id=upstream_response_id,
+                upstream_sequence=upstream_sequence,
+                updated_at=utcnow(),
+            )
+        )
+
+    async def claim(self, *, conversation_id: str, owner: str, by: str) -> bool:
+        """Makes ``by`` the owner of a running conversation still held by ``owner``: a
+        conditional update, so of two replicas claiming one story exactly one wins."""
+        result = await self.session.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.status == ConversationStatus.IN_PROGRESS,
+                Conversation.owner_instance == owner,
+            )
+            .values(owner_instance=by, updated_at=utcnow())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def interrupt_owned_by(self, owners: set[str]) -> list[str]:
         """Ends the in-progress conversations of replicas that are gone as ``interrupted``

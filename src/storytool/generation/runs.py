@@ -28,6 +28,8 @@ class Run:
     """Why the run is being stopped early; set once, by whoever stops it first."""
     ending: bool = False
     """The task is saving its final state; cancelling it now would cut that short."""
+    hand_off: bool = False
+    """Stopped for a live replica to adopt (a drain with peers): saved, not ended."""
 
     def stop(self, reason: StopReason) -> bool:
         """Cancels the task for ``reason``. False when it is already stopping or ending."""
@@ -58,6 +60,11 @@ class RunRegistry:
                 f"at most {self._max_per_user} generations may run at once per user",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        return self.adopt(user_id=user_id)
+
+    def adopt(self, *, user_id: str) -> Run:
+        """A slot past the limits, for a story taken over from a replica that is gone: it was
+        admitted there, and refusing it here would lose it."""
         run = Run(user_id=user_id)
         self._admitted.add(run)
         self._per_user[user_id] += 1

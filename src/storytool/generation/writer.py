@@ -38,6 +38,8 @@ class _Waiting:
 
     values: dict[str, Any] = field(default_factory=dict)
     upstream: str | None = None
+    sequence: int | None = None
+    """The upstream event the saved text ends at: where an adopting replica resumes the run."""
 
 
 class StageWriter:
@@ -53,11 +55,22 @@ class StageWriter:
         self._batch_done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def put(self, conversation_id: str, *, upstream: str | None = None, **values: Any) -> None:
+    def put(
+        self,
+        conversation_id: str,
+        *,
+        upstream: str | None = None,
+        sequence: int | None = None,
+        **values: Any,
+    ) -> None:
+        """Queues column values; ``sequence`` goes with the text it was put with, in one
+        transaction, so the saved text and the position to resume from always agree."""
         waiting = self._waiting.setdefault(conversation_id, _Waiting())
         waiting.values.update(values)
         if upstream is not None:
             waiting.upstream = upstream
+        if sequence is not None:
+            waiting.sequence = sequence
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="stage-writer")
 
@@ -83,24 +96,29 @@ class StageWriter:
 
     async def _write(self, batch: dict[str, _Waiting]) -> None:
         by_columns: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        upstream: list[dict[str, Any]] = []
+        runs: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for conversation_id, waiting in batch.items():
             if waiting.values:
                 by_columns[tuple(sorted(waiting.values))].append(
                     {"row_id": conversation_id, **waiting.values}
                 )
-            if waiting.upstream is not None:
-                upstream.append(
-                    {"row_id": conversation_id, "upstream_response_id": waiting.upstream}
+            run = {
+                column: value
+                for column, value in (
+                    ("upstream_response_id", waiting.upstream),
+                    ("upstream_sequence", waiting.sequence),
                 )
+                if value is not None
+            }
+            if run:
+                runs[tuple(run)].append({"row_id": conversation_id, **run})
         async with self._gate, self._sessionmaker.begin() as session:
             # One executemany per set of columns: the SET clause comes from the parameters.
             for rows in by_columns.values():
                 await session.execute(
                     update(_DATA).where(_DATA.c.conversation_id == bindparam("row_id")), rows
                 )
-            if upstream:
+            for rows in runs.values():
                 await session.execute(
-                    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id")),
-                    upstream,
+                    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id")), rows
                 )

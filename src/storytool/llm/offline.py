@@ -137,13 +137,15 @@ class OfflineProvider(StoryWriter):
     ) -> AsyncIterator[StreamEvent]:
         """Streams the refined story at the configured pace. The text is deterministic, so a
         resume simply skips the chunks up to the given sequence number."""
-        response_id, after = resume if resume else (f"offline_{uuid.uuid4().hex}", -1)
+        # Numbered from 1, as a Responses stream's text follows its event 0 (created): resuming
+        # after 0 is resuming from the start.
+        response_id, after = resume if resume else (f"offline_{uuid.uuid4().hex}", 0)
         story = compose_refined_story(request, base_story)
         self._running.add(response_id)
         try:
             # Like a background run: stopped by id, resumed from a sequence number.
             yield UpstreamStarted(response_id, background=True)
-            for sequence_number, chunk in enumerate(_chunks(story)):
+            for sequence_number, chunk in enumerate(_chunks(story), start=1):
                 if sequence_number <= after:
                     continue
                 await asyncio.sleep(len(chunk) / self._chars_per_second)
