@@ -102,12 +102,7 @@ class Authenticator:
             )
 
     async def _claims(self, authorization: str | None) -> dict[str, Any]:
-        if not authorization:
-            raise Unauthorized("missing Authorization: Bearer token")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("Authorization must be 'Bearer <token>'")
+        token = bearer_token(authorization)
         try:
             key: jwt.PyJWK | str
             if self._jwks is None:
@@ -142,6 +137,17 @@ class Authenticator:
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"token is invalid: {exc}") from exc
         return claims
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of ``Authorization: Bearer <token>``; 401 when there is none."""
+    if not authorization:
+        raise Unauthorized("missing Authorization: Bearer token")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    return token
 
 
 def _one(headers: RequestHeaders, name: str) -> str | None:

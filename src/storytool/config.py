@@ -264,6 +264,13 @@ class Settings(BaseSettings):
     cors_allow_credentials: bool = Field(
         default=False, description="Let browsers send cookies/authorization cross-origin."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics needs 'Authorization: Bearer <this>' (401 without).",
+    )
+    docs_enabled: bool = Field(
+        default=True, description="Serve /docs, /redoc and /openapi.json (false: 404)."
+    )
 
     # --- limits --------------------------------------------------------------------------------
     max_input_chars: PositiveInt = Field(default=4000, description="Longest user_input accepted.")
@@ -278,6 +285,10 @@ class Settings(BaseSettings):
         ),
     )
     max_body_bytes: PositiveInt = Field(default=256 * 1024, description="Largest request body.")
+    body_read_timeout_s: PositiveFloat = Field(
+        default=10.0,
+        description="Seconds a request's body may take to arrive in full (408 past it).",
+    )
     max_generation_seconds: PositiveFloat = Field(
         default=600.0, description="A generation is stopped (timeout) after this long."
     )

@@ -10,8 +10,8 @@ from storytool.analysis import router as analysis_router
 from storytool.api import health, playground
 from storytool.api.errors import install_error_handlers
 from storytool.api.middleware import (
-    BodySizeLimitMiddleware,
     MetricsMiddleware,
+    RequestBodyMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -34,10 +34,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Writes Korean classical-style stories and streams them over Server-Sent Events.",
         lifespan=build_lifespan(settings, metrics),
+        # Without the schema FastAPI serves neither /docs nor /redoc: all three are 404.
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     install_error_handlers(app)
     # Added innermost first: the request id wraps everything, so even a 413 carries one.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestBodyMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -14,6 +14,9 @@ from pydantic import SecretStr
 from storytool.config import AuthMode, Settings
 from tests.apps import app_client
 
+# Who calls is decided before any query: one database is enough (tests/security covers both).
+pytestmark = pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+
 HISTORY = "/api/retrieveChatHistoryList"
 GATEWAY_SECRET = "gateway-shared-secret-0123456789abcdef"
 

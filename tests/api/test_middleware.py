@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from storytool.api.middleware import BodySizeLimitMiddleware
+from storytool.api.middleware import RequestBodyMiddleware
 from storytool.config import Settings
 from tests.apps import app_client
 
@@ -35,8 +35,10 @@ class TestBodyLimit:
         async def echo_length(request: Request) -> JSONResponse:
             return JSONResponse({"length": len(await request.body())})
 
-        app = BodySizeLimitMiddleware(
-            Starlette(routes=[Route("/", echo_length, methods=["POST"])]), max_bytes=1024
+        app = RequestBodyMiddleware(
+            Starlette(routes=[Route("/", echo_length, methods=["POST"])]),
+            max_bytes=1024,
+            read_timeout_s=10,
         )
 
         async def chunks(count: int) -> AsyncIterator[bytes]:

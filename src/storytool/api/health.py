@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from storytool.api.deps import StateDep
+from storytool.api.responses import error_response
+from storytool.auth import bearer_token
+from storytool.errors import Unauthorized
 from storytool.llm.base import ModelClient, ProviderError
 
 MODEL_PROBE_TIMEOUT_S = 2.0
@@ -62,7 +66,28 @@ async def _model_server(client: ModelClient) -> dict[str, object]:
     return {"status": "ok", **client.capabilities.as_dict()}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def check_metrics_token(
+    state: StateDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """With settings.metrics_token set, the scraper must present it: the metrics tell an outsider
+    how busy the service is and which routes are used."""
+    expected = state["settings"].metrics_token
+    if expected is None:
+        return
+    sent = bearer_token(authorization)
+    # Header values arrive decoded as latin-1; encoding them back gives the bytes as sent.
+    if not hmac.compare_digest(sent.encode("latin-1"), expected.get_secret_value().encode()):
+        raise Unauthorized("the metrics token is wrong")
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    dependencies=[Depends(check_metrics_token)],
+    responses={401: error_response("settings.metrics_token is set and was not sent")},
+)
 async def metrics(state: StateDep) -> Response:
     pool = state["engine"].pool
     checked_out = getattr(pool, "checkedout", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -69,13 +70,17 @@ class MetricsMiddleware:
         await self.app(scope, receive, observe)
 
 
-class BodySizeLimitMiddleware:
-    """Refuses a request body over ``max_bytes`` with 413, whether announced by Content-Length or
-    only discovered while reading a chunked body."""
+class RequestBodyMiddleware:
+    """Guards the request body. Over ``max_bytes`` is 413, whether announced by Content-Length or
+    only discovered while reading a chunked body. Not all there ``read_timeout_s`` after the
+    request's head is 408: a client that declares 100 bytes and sends 10 would otherwise hold a
+    connection, and the request waiting on it, for as long as it likes. Either way the connection
+    is closed after the answer (the rest of the body is never read)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, read_timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,60 +88,77 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await _send_error(send, 413, "payload_too_large", self._too_large)
             return
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
         received = 0
+        complete = False
         started = False
         refused = False
 
-        async def counting_receive() -> Message:
-            nonlocal received, refused
+        async def refuse(status: int, code: str, message: str) -> Message:
+            """Answers now (unless the app already began) and tells the app the client is gone,
+            so it stops reading."""
+            nonlocal refused
+            refused = True
+            if not started:
+                await _send_error(send, status, code, message)
+            return {"type": "http.disconnect"}
+
+        async def guarded_receive() -> Message:
+            nonlocal received, complete
             if refused:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if complete:  # past the body, receive() only waits for a disconnect: no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                return await refuse(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.read_timeout_s:g} s",
+                )
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # Answer 413 now and tell the app the client is gone, so it stops reading.
-                    refused = True
-                    if not started:
-                        await self._refuse(send)
-                    return {"type": "http.disconnect"}
+                    return await refuse(413, "payload_too_large", self._too_large)
+                complete = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if refused:
-                return  # the 413 has been sent; whatever the app says after it goes nowhere
+                return  # the error has been sent; whatever the app says after it goes nowhere
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, guarded_send)
+            await self.app(scope, guarded_receive, guarded_send)
         except Exception:
             if not refused:
                 raise
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request body is larger than {self.max_bytes} bytes",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    @property
+    def _too_large(self) -> str:
+        return f"request body is larger than {self.max_bytes} bytes"
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 SECURITY_HEADERS = [

@@ -30,8 +30,12 @@ def error_response(description: str) -> dict[str, Any]:
 
 
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: error_response("The body is not valid JSON (or not UTF-8)"),
+    400: error_response(
+        "The body is not valid JSON (or not UTF-8), or a header that must appear once "
+        "(X-User-Id, Authorization, the gateway's secret) appears twice"
+    ),
     401: error_response("No valid credentials (auth_mode header or jwt)"),
+    408: error_response("The body did not arrive within body_read_timeout_s"),
     413: error_response("The body is larger than max_body_bytes"),
     429: error_response("Too many requests from this user (rate_limit); see Retry-After"),
     503: error_response("The database is busy or unreachable; see Retry-After"),
