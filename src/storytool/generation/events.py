@@ -76,8 +76,6 @@ class EventLog(Protocol):
         (for late resumes), then dropped."""
         ...
 
-    async def knows(self, conversation_id: str) -> bool: ...
-
     async def last(self, conversation_id: str) -> LoggedEvent | None:
         """The latest event, or None when the log is unknown or dropped."""
         ...
@@ -89,7 +87,14 @@ class EventLog(Protocol):
 
     def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
         """The events with ids above ``after``, then new ones as they come, until the terminal
-        event. Nothing when the log is unknown or already dropped."""
+        event, which ends it even when its id is not above ``after`` (then nothing is yielded).
+        Nothing when the log is unknown or already dropped."""
+        ...
+
+    async def take_over(self, conversation_id: str) -> list[LoggedEvent]:
+        """Makes this process the writer of a log whose writer is gone (an adopted story): its
+        events so far, after which appends go on with the next ids. A log that is gone is
+        started afresh (and an empty list returned)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -128,9 +133,6 @@ class MemoryEventLog:
             self._retire(conversation_id)
         return logged.id
 
-    async def knows(self, conversation_id: str) -> bool:
-        return conversation_id in self._streams
-
     async def last(self, conversation_id: str) -> LoggedEvent | None:
         stream = self._streams.get(conversation_id)
         return stream.events[-1] if stream is not None and stream.events else None
@@ -140,16 +142,24 @@ class MemoryEventLog:
         if last is not None and not last.terminal:
             await self.append(conversation_id, payload)
 
+    async def take_over(self, conversation_id: str) -> list[LoggedEvent]:
+        stream = self._streams.setdefault(conversation_id, _Stream())
+        return list(stream.events)
+
     async def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
         stream = self._streams.get(conversation_id)
         if stream is None:
             return
-        position = max(after, 0)
+        # Event n sits at index n - 1. A reader claiming the last event or more starts from
+        # the last one, unsent, so it still sees that (or a later) event end the log instead of
+        # waiting for ids that will never be written.
+        position = min(max(after, 0), max(len(stream.events) - 1, 0))
         while True:
             while position < len(stream.events):
                 logged = stream.events[position]
                 position += 1
-                yield logged
+                if logged.id > after:
+                    yield logged
                 if logged.terminal:
                     return
             await stream.appended.wait()
@@ -239,8 +249,10 @@ class RedisEventLog:
             del self._next[conversation_id]
         return event_id
 
-    async def knows(self, conversation_id: str) -> bool:
-        return bool(await self._redis.exists(self._key(conversation_id)))
+    async def take_over(self, conversation_id: str) -> list[LoggedEvent]:
+        events = _parse(await self._redis.xrange(self._key(conversation_id)))
+        self._next[conversation_id] = events[-1].id + 1 if events else 1
+        return events
 
     async def last(self, conversation_id: str) -> LoggedEvent | None:
         entries = _parse(await self._redis.xrevrange(self._key(conversation_id), count=1))
@@ -261,8 +273,17 @@ class RedisEventLog:
 
     async def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
         key = self._key(conversation_id)
-        position = max(after, 0)
-        for logged in _parse(await self._redis.xrange(key, min=f"{position + 1}-0")):
+        after = max(after, 0)
+        position = after
+        missed = _parse(await self._redis.xrange(key, min=f"{after + 1}-0"))
+        if not missed:
+            last = await self.last(conversation_id)
+            if last is None or last.terminal:
+                return  # unknown or expired, or ended at or before ``after``
+            # XREAD from where the log is, not from ``after``: a reader claiming more than it
+            # holds still sees the terminal event come.
+            position = min(after, last.id)
+        for logged in missed:
             position = logged.id
             yield logged
             if logged.terminal:
@@ -277,7 +298,8 @@ class RedisEventLog:
                 continue
             for logged in _parse(cast("list[list[Any]]", answer)[0][1]):
                 position = logged.id
-                yield logged
+                if logged.id > after:
+                    yield logged
                 if logged.terminal:
                     return
 

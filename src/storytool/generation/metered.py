@@ -85,6 +85,13 @@ class MeteredEventLog:
                 now - timing.started,
             )
 
+    async def take_over(self, conversation_id: str) -> list[LoggedEvent]:
+        """An adopted story is measured from here on, as one more stream of this process."""
+        events = await self._inner.take_over(conversation_id)
+        self._timings[conversation_id] = _Timing(started=time.monotonic())
+        self._metrics.active_streams.inc()
+        return events
+
     async def last(self, conversation_id: str) -> LoggedEvent | None:
         return await self._inner.last(conversation_id)
 

@@ -6,10 +6,12 @@ rather than in a database table because Redis already expires keys on its own cl
 compares its clock with another's, and the database sees no heartbeat writes.
 
 Cancels travel over pub/sub. Each replica listens on its inbox channel
-``{prefix}:inbox:{id}``; the messages are JSON objects::
+``{prefix}:inbox:{id}`` and on the shared ``{prefix}:replicas``; the messages are JSON objects::
 
     {"kind": "cancel", "conversation_id", "request_id", "reply_to"}   stop the local task
     {"kind": "ack", "request_id"}                                     the owner received it
+    {"kind": "left", "instance_id"}     (shared) a draining replica has saved its stories and
+                                        given up its lease: adopt them now, not at the next beat
 
 Pub/sub delivers at most once, and only to whoever listens at that moment, so the sender resends
 a cancel that is not acknowledged in ``cancel_ack_timeout_s``; an acknowledgement can be lost as
@@ -47,6 +49,7 @@ class Replicas:
         heartbeat_s: float,
         ack_timeout_s: float,
         on_cancel: Callable[[str], None],
+        on_left: Callable[[], None],
     ) -> None:
         self._redis = redis
         self._prefix = prefix
@@ -55,6 +58,7 @@ class Replicas:
         self._heartbeat_s = heartbeat_s
         self._ack_timeout_s = ack_timeout_s
         self._on_cancel = on_cancel
+        self._on_left = on_left
         self._acks: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -65,6 +69,10 @@ class Replicas:
 
     def _lease(self, instance_id: str) -> str:
         return f"{self._prefix}:instance:{instance_id}"
+
+    @property
+    def _everyone(self) -> str:
+        return f"{self._prefix}:replicas"
 
     async def start(self) -> None:
         """Takes the lease and listens to the inbox before the first request is served; the
@@ -95,6 +103,19 @@ class Replicas:
                 pipe.exists(self._lease(instance))
             alive = await pipe.execute()
         return {instance for instance, live in zip(others, alive, strict=True) if not live}
+
+    async def peers_alive(self) -> bool:
+        """Whether any other replica holds a lease now."""
+        async for key in self._redis.scan_iter(match=self._lease("*"), count=100):
+            if key != self._lease(self.instance_id):
+                return True
+        return False
+
+    async def leave(self) -> None:
+        """Gives up the lease, then tells the others, who adopt this replica's stories at once."""
+        await self._redis.delete(self._lease(self.instance_id))
+        message = {"kind": "left", "instance_id": self.instance_id}
+        await self._redis.publish(self._everyone, json.dumps(message))
 
     async def stop_remote(
         self, conversation_id: str, owner: str, ended: asyncio.Future[None]
@@ -131,7 +152,7 @@ class Replicas:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._inbox(self.instance_id))
+                await pubsub.subscribe(self._inbox(self.instance_id), self._everyone)
                 self._subscribed.set()
                 async for message in pubsub.listen():
                     await self._receive(json.loads(message["data"]))
@@ -146,6 +167,9 @@ class Replicas:
             self._on_cancel(message["conversation_id"])
             ack = {"kind": "ack", "request_id": message["request_id"]}
             await self._send(message["reply_to"], ack)
+        elif message.get("kind") == "left":
+            if message.get("instance_id") != self.instance_id:
+                self._on_left()
         elif message.get("kind") == "ack":
             acked = self._acks.get(message["request_id"])
             if acked is not None and not acked.done():

@@ -301,29 +301,6 @@ class ConversationRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def interrupt_owned_by(self, owners: set[str]) -> list[str]:
-        """Ends the in-progress conversations of replicas that are gone as ``interrupted``
-        (stop_reason crash); their data, flushed while they streamed, stays. Their ids."""
-        if not owners:
-            return []
-        found = await self.session.execute(
-            select(Conversation.id).where(
-                Conversation.status == ConversationStatus.IN_PROGRESS,
-                Conversation.owner_instance.in_(owners),
-            )
-        )
-        ids = list(found.scalars())
-        ended = []
-        for conversation_id in ids:
-            if await self.finish(
-                conversation_id=conversation_id,
-                status=ConversationStatus.INTERRUPTED,
-                stop_reason=StopReason.CRASH,
-                error="the replica running this story stopped",
-            ):
-                ended.append(conversation_id)
-        return ended
-
     async def finish(
         self,
         *,

@@ -15,34 +15,45 @@ Every replica periodically ends the stories of replicas whose lease has expired 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
 from storytool.db.engine import write_gate
-from storytool.errors import Conflict, NotFound
+from storytool.errors import Conflict, NotFound, TooManyRequests
 from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog, RedisEventLog
 from storytool.generation.metered import MeteredEventLog
 from storytool.generation.modes import plan_generation
-from storytool.generation.pipeline import Job, PassageFinder, Pipeline
+from storytool.generation.pipeline import Adopted, Job, PassageFinder, Pipeline
 from storytool.generation.replicas import Replicas
-from storytool.generation.repository import ConversationRepository
-from storytool.generation.runs import Run, RunRegistry
+from storytool.generation.repository import ConversationRepository, Leftover
+from storytool.generation.runs import RETRY_AFTER_SECONDS, Run, RunRegistry
 from storytool.generation.schemas import CancelResponse, Error, GenerateRequest, Meta
-from storytool.generation.story import StoryWriter
+from storytool.generation.story import StoryRequest, StoryWriter
 from storytool.llm.base import ModelClient
 from storytool.metrics import Metrics
 from storytool.models import ConversationStatus, StopReason
 
 logger = logging.getLogger("storytool.generation")
+
+INTERRUPTED = Error(
+    code="interrupted",
+    message=(
+        "the replica running this story stopped and its run could not be picked up; the text "
+        "written so far is saved and can be continued (mode: continue)"
+    ),
+)
 
 HISTORY_TURNS = 6
 """Earlier turns sent as context: enough for a story to continue its thread, few enough that the
@@ -53,6 +64,17 @@ refine prompt stays well inside the model's window and its price stays flat as a
 class Started:
     thread_id: str
     conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A resumed stream: its events, and ``release``, which gives its place under the user's
+    cap of open resume streams back. The caller releases once the response has ended, however
+    it ended: a generator that never started (a client gone before the first byte) runs no
+    ``finally`` of its own."""
+
+    events: AsyncGenerator[LoggedEvent, None]
+    release: Callable[[], None]
 
 
 class StoryService:
@@ -87,15 +109,19 @@ class StoryService:
                 heartbeat_s=settings.instance_heartbeat_s,
                 ack_timeout_s=settings.cancel_ack_timeout_s,
                 on_cancel=self._stop_local,
+                on_left=self._recover_now,
             )
         )
         self._keeper: asyncio.Task[None] | None = None
+        self._adopting: set[asyncio.Task[None]] = set()
         self.shutdown = anyio.Event()
         """Set by the event streams when the server begins to stop (SIGTERM): the stories in
         flight end at once, so each stream can still send its terminal event before it closes."""
         self._drainer: asyncio.Task[None] | None = None
         self.shutdown_timeout_s = settings.shutdown_timeout_s
         self._followers: Counter[str] = Counter()
+        self._resumes: Counter[str] = Counter()
+        """Open resume streams per user, in this process."""
         self._write_gate = write_gate(sessionmaker, timeout_s=settings.db_busy_timeout_s)
         self._pipeline = Pipeline(
             stories=stories,
@@ -188,21 +214,42 @@ class StoryService:
 
     async def resume(
         self, *, user_id: str, conversation_id: str, last_event_id: int = 0
-    ) -> AsyncGenerator[LoggedEvent, None]:
-        """The events after ``last_event_id``, then live ones. 404 for another user's conversation,
-        and for one whose events are no longer kept (its story is in the history)."""
+    ) -> Replay | None:
+        """The events after ``last_event_id``, then live ones; None when ``last_event_id`` is at
+        or past the terminal event (what a browser's EventSource sends after ``done``): nothing
+        will follow. 404 for another user's conversation, and for one whose events are no longer
+        kept (its story is in the history); 429 when the user holds
+        ``max_resume_streams_per_user`` resume streams open here already."""
         async with self._sessionmaker() as session:
             conversation = await ConversationRepository(session).get(
                 user_id=user_id, conversation_id=conversation_id
             )
         if conversation is None:
             raise NotFound("no such conversation", field="conversation_id")
-        if not await self._events.knows(conversation_id):
+        last = await self._events.last(conversation_id)
+        if last is None:
             raise NotFound(
                 "this conversation's events are no longer kept; its story is in the history",
                 field="conversation_id",
             )
-        return self.stream(conversation_id, after=last_event_id)
+        if last.terminal and last_event_id >= last.id:
+            return None
+        limit = self._settings.max_resume_streams_per_user
+        if self._resumes[user_id] >= limit:
+            raise TooManyRequests(
+                f"at most {limit} resumed streams may be open at once per user",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self._resumes[user_id] += 1
+        return Replay(
+            self.stream(conversation_id, after=last_event_id),
+            release=partial(self._resume_ended, user_id),
+        )
+
+    def _resume_ended(self, user_id: str) -> None:
+        self._resumes[user_id] -= 1
+        if self._resumes[user_id] <= 0:
+            del self._resumes[user_id]
 
     async def stream(
         self, conversation_id: str, *, after: int = 0
@@ -293,12 +340,34 @@ class StoryService:
         await self._stop_all()
 
     async def _stop_all(self) -> None:
+        """Stops every running story. With live peers, a story whose refine can be resumed is
+        handed to them (saved where it stands, the lease given up, the peers told): it goes on
+        there, and this replica need not wait for it. The others end ``interrupted``, their text
+        saved, within the shutdown timeout."""
         runs = self._runs.running()
+        hand_off = bool(runs) and self._replicas is not None and await self._peers_alive()
         for run in runs:
+            run.hand_off = hand_off
             run.stop(StopReason.SHUTDOWN)
         tasks = [run.task for run in runs if run.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=self._settings.shutdown_timeout_s)
+        if hand_off and self._replicas is not None:
+            await self._replicas.leave()
+
+    async def _peers_alive(self) -> bool:
+        assert self._replicas is not None
+        try:
+            return await self._replicas.peers_alive()
+        except (RedisError, OSError):
+            logger.warning("could not look for live replicas; stopping stories here")
+            return False
+
+    def _recover_now(self) -> None:
+        """A replica left and handed its stories over: adopt them now, not at the next beat."""
+        task = asyncio.create_task(self._recover(), name="stories-adopt")
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
 
     def _stop_local(self, conversation_id: str) -> None:
         """A cancel another replica received for a story this one runs."""
@@ -350,10 +419,13 @@ class StoryService:
                 return
 
     async def _recover(self, *, starting: bool = False) -> None:
-        """Ends the stories of replicas that are gone. At start-up that includes this replica's
-        own id: a restarted replica that keeps its id (a stable hostname) runs nothing yet, so
-        what its id still holds was left by its previous life."""
-        async with self._sessionmaker.begin() as session:
+        """Takes over the stories of replicas that are gone: each claimed by one conditional
+        update (of two replicas claiming one, one wins), then carried on from where its saved
+        text ends when its refine is a background run, else ended ``interrupted`` with its text.
+        At start-up that includes this replica's own id: a restarted replica that keeps its id
+        (a stable hostname) runs nothing yet, so what its id still holds was left by its
+        previous life."""
+        async with self._sessionmaker() as session:
             conversations = ConversationRepository(session)
             owners = await conversations.running_owners()
             if self._replicas is None:
@@ -364,18 +436,91 @@ class StoryService:
                 gone.discard(self.instance_id)
             elif self.instance_id in owners:
                 gone.add(self.instance_id)
-            ended = await conversations.interrupt_owned_by(gone)
-        for conversation_id in ended:
-            await self._events.end(
-                conversation_id,
-                Error(code="interrupted", message="the replica running this story stopped"),
-            )
-        if ended:
+            leftovers = await conversations.left_by(gone)
+        adopted, ended = 0, 0
+        for leftover in leftovers:
+            async with self._write_gate, self._sessionmaker.begin() as session:
+                conversations = ConversationRepository(session)
+                claimed = await conversations.claim(
+                    conversation_id=leftover.conversation_id,
+                    owner=leftover.owner,
+                    by=self.instance_id,
+                )
+                if claimed and not leftover.resumable:
+                    ended += await conversations.finish(
+                        conversation_id=leftover.conversation_id,
+                        status=ConversationStatus.INTERRUPTED,
+                        stop_reason=StopReason.CRASH,
+                        error="the replica running this story stopped",
+                    )
+            if not claimed:
+                continue  # another replica took it
+            if leftover.resumable:
+                await self._adopt(leftover)
+                adopted += 1
+            else:
+                await self._events.end(leftover.conversation_id, INTERRUPTED)
+        if adopted or ended:
             logger.warning(
-                "%d generation(s) of stopped replicas %s marked interrupted",
-                len(ended),
+                "stories of stopped replicas %s: %d carried on here, %d ended interrupted",
                 ", ".join(sorted(gone)),
+                adopted,
+                ended,
             )
+
+    async def _adopt(self, leftover: Leftover) -> None:
+        """Carries on a claimed story in its own event log: what its readers were sent is not
+        sent again, and new events take the next ids."""
+        assert leftover.base_story is not None
+        assert leftover.upstream_response_id is not None
+        assert leftover.upstream_sequence is not None
+        events = await self._events.take_over(leftover.conversation_id)
+        if not events:  # the log is gone (one process, restarted): a new one
+            await self._events.append(
+                leftover.conversation_id,
+                Meta(thread_id=leftover.thread_id, conversation_id=leftover.conversation_id),
+            )
+        saved = leftover.story or ""
+        relayed = "".join(
+            payload["text"]
+            for payload in (json.loads(event.data) for event in events if event.event == "delta")
+            if payload.get("stage") == "refine"
+        )
+        skip = len(relayed) - len(saved) if relayed.startswith(saved) else 0
+        options = leftover.options
+        job = Job(
+            user_id=leftover.user_id,
+            thread_id=leftover.thread_id,
+            conversation_id=leftover.conversation_id,
+            request=StoryRequest(
+                user_input=leftover.user_input,
+                tags=leftover.tags,
+                length=options.get("length", "medium"),
+                temperature=options.get("temperature"),
+            ),
+        )
+        adopted = Adopted(
+            base_story=leftover.base_story,
+            story=saved,
+            response_id=leftover.upstream_response_id,
+            sequence=leftover.upstream_sequence,
+            skip=skip,
+        )
+        run = self._runs.adopt(user_id=leftover.user_id)
+        task = asyncio.create_task(
+            self._pipeline.run(job, run, adopted=adopted),
+            name=f"generation-{leftover.conversation_id}",
+        )
+        self._runs.bind(
+            run, conversation_id=leftover.conversation_id, thread_id=leftover.thread_id, task=task
+        )
+        logger.info(
+            "generation %s adopted from %s after upstream event %d (%d characters kept)",
+            leftover.conversation_id,
+            leftover.owner,
+            leftover.upstream_sequence,
+            len(saved) + skip,
+        )
 
     async def _wait(self, run: Run) -> None:
         if run.task is not None:
