@@ -8,6 +8,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+from typer.testing import CliRunner
+
+from storytool.cli import app as cli_app
 
 
 def free_port() -> int:
@@ -72,3 +76,53 @@ def test_serve_refuses_one_instance_id_for_several_workers(tmp_path: Path):
     assert result.returncode == 2
     assert "STORYTOOL_INSTANCE_ID names one process" in result.stderr
     assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+CURSOR_SECRET = "STORYTOOL_HISTORY_CURSOR_SECRET"
+
+
+def test_serve_refuses_several_workers_without_one_cursor_secret(tmp_path: Path):
+    result = run_cli("serve", "--workers", "2", cwd=tmp_path, env={"STORYTOOL_AUTH_MODE": "header"})
+    assert result.returncode == 2
+    assert f"{CURSOR_SECRET} is unset" in result.stderr
+    assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+class TestWorkersShareTheCursorSecret:
+    """``serve`` in-process up to the point where uvicorn would start the workers."""
+
+    @pytest.fixture
+    def started(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+        monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+        # Not SQLite, so serve does not migrate; nothing connects before uvicorn would.
+        monkeypatch.setenv("STORYTOOL_DATABASE_URL", "mysql+asyncmy://nobody@127.0.0.1:1/none")
+        monkeypatch.setenv(CURSOR_SECRET, "placeholder")
+        monkeypatch.delenv(CURSOR_SECRET)  # restored to unset after the test
+        environments: list[dict[str, str]] = []
+        monkeypatch.setattr(
+            "storytool.cli.uvicorn.run", lambda *_a, **_k: environments.append(dict(os.environ))
+        )
+        return environments
+
+    def test_local_mode_draws_one_for_all_workers(self, started: list[dict[str, str]]):
+        result = CliRunner().invoke(cli_app, ["serve", "--workers", "2"])
+        assert result.exit_code == 0, result.output
+        assert len(started[0][CURSOR_SECRET]) >= 32  # what the spawned workers inherit
+
+    def test_a_set_secret_lets_jwt_mode_start_several_workers(
+        self, started: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
+    ):
+        monkeypatch.setenv("STORYTOOL_AUTH_MODE", "jwt")
+        monkeypatch.setenv("STORYTOOL_JWT_SECRET", "j" * 32)
+        monkeypatch.setenv(CURSOR_SECRET, "c" * 32)
+        result = CliRunner().invoke(cli_app, ["serve", "--workers", "2"])
+        assert result.exit_code == 0, result.output
+        assert started[0][CURSOR_SECRET] == "c" * 32
+
+    def test_an_empty_secret_counts_as_unset(self, started: list[dict[str, str]], monkeypatch):
+        monkeypatch.setenv("STORYTOOL_AUTH_MODE", "header")
+        monkeypatch.setenv(CURSOR_SECRET, "")  # what compose passes for a missing .env entry
+        result = CliRunner().invoke(cli_app, ["serve", "--workers", "2"])
+        assert result.exit_code == 2
+        assert f"{CURSOR_SECRET} is unset" in result.output
+        assert not started

@@ -3,10 +3,17 @@ is checked by reading it (and, in CI, by ``docker-compose config``)."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from pydantic import ValidationError
+
+from storytool.config import AuthMode, Settings, describe_settings_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +46,95 @@ def test_the_app_migrates_before_it_serves_and_is_wired_to_mysql_and_redis():
     assert environment["STORYTOOL_DATABASE_URL"].startswith("mysql+asyncmy://")
     assert "charset=utf8mb4" in environment["STORYTOOL_DATABASE_URL"]
     assert environment["STORYTOOL_REDIS_URL"].startswith("redis://redis:6379")
-    assert "8000:8000" in [str(port) for port in app["ports"]]
 
 
 def test_mysql_stores_utf8mb4():
     mysql = compose()["services"]["mysql"]
     command = " ".join(mysql["command"])
     assert "--character-set-server=utf8mb4" in command
+
+
+class TestSecuredByDefault:
+    """The compose file as shipped ran local auth (everyone is one user) on every interface, and
+    two workers each signing history cursors with a key of its own."""
+
+    def test_the_port_is_published_on_loopback_only(self):
+        ports = [str(port) for port in compose()["services"]["app"]["ports"]]
+        assert ports == ["127.0.0.1:8000:8000"]
+
+    def test_callers_authenticate_with_tokens(self):
+        environment = compose()["services"]["app"]["environment"]
+        assert environment["STORYTOOL_AUTH_MODE"] == AuthMode.JWT
+        assert environment["STORYTOOL_JWT_SECRET"] == "${STORYTOOL_JWT_SECRET:-}"
+
+    def test_every_worker_signs_cursors_with_the_one_secret_from_env(self):
+        app = compose()["services"]["app"]
+        workers = re.search(r"--workers (\d+)", " ".join(app["command"]))
+        assert workers is not None
+        assert int(workers.group(1)) > 1
+        secret = app["environment"]["STORYTOOL_HISTORY_CURSOR_SECRET"]
+        assert secret == "${STORYTOOL_HISTORY_CURSOR_SECRET:-}"
+
+    def test_no_value_is_mandatory_to_compose_itself(self):
+        """CI checks the file with `docker-compose config` and no .env: a ${VAR:?} would fail it.
+        The app refuses a missing secret at start-up instead (next tests)."""
+        assert ":?" not in (ROOT / "docker-compose.yml").read_text()
+
+    def test_env_example_names_every_variable_compose_reads(self):
+        example = (ROOT / ".env.example").read_text()
+        named = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+        used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "docker-compose.yml").read_text()))
+        assert used - {"MYSQL_ROOT_PASSWORD"} <= named
+
+
+def app_settings(dotenv: dict[str, str]) -> Settings:
+    """The app's settings as compose would give them, with ``dotenv`` as the .env file."""
+
+    def interpolate(value: str) -> str:
+        return re.sub(
+            r"\$\{([A-Z0-9_]+):-([^}]*)\}",
+            lambda match: dotenv.get(match.group(1), match.group(2)),
+            str(value),
+        )
+
+    environment = compose()["services"]["app"]["environment"]
+    values = {
+        name.removeprefix("STORYTOOL_").lower(): interpolate(value)
+        for name, value in environment.items()
+    }
+    return Settings(_env_file=None, **{k: v for k, v in values.items() if v != ""})  # type: ignore[call-arg]
+
+
+class TestComposeSettings:
+    def test_with_the_secrets_filled_in_the_app_starts_in_jwt_mode(self):
+        settings = app_settings(
+            {
+                "STORYTOOL_JWT_SECRET": "j" * 32,
+                "STORYTOOL_HISTORY_CURSOR_SECRET": "c" * 32,
+            }
+        )
+        assert settings.auth_mode is AuthMode.JWT
+        assert "history_cursor_secret" in settings.model_fields_set
+
+    def test_without_a_dotenv_the_app_refuses_to_start_and_says_what_is_missing(self):
+        with pytest.raises(ValidationError) as caught:
+            app_settings({})
+        assert "STORYTOOL_JWT_SECRET" in describe_settings_error(caught.value)
+
+
+def test_docker_compose_parses_the_file_without_a_dotenv(tmp_path: Path):
+    """What CI runs; here only where docker-compose is installed."""
+    docker_compose = shutil.which("docker-compose")
+    if docker_compose is None:
+        pytest.skip("docker-compose is not installed (CI installs it)")
+    copy = tmp_path / "docker-compose.yml"
+    copy.write_text((ROOT / "docker-compose.yml").read_text())
+    result = subprocess.run(
+        [docker_compose, "-f", str(copy), "config", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

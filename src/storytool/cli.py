@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +26,7 @@ from storytool.client import (
     StorytoolClientError,
     TitleEvent,
 )
-from storytool.config import Settings, describe_settings_error
+from storytool.config import ENV_PREFIX, AuthMode, Settings, describe_settings_error
 from storytool.db import migrations
 from storytool.generation.story import StoryLength
 from storytool.llm import build_client
@@ -42,6 +43,8 @@ index_app = typer.Typer(help="Search indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 llm_app = typer.Typer(help="The model server.", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")
+
+CURSOR_SECRET = f"{ENV_PREFIX}HISTORY_CURSOR_SECRET"
 
 
 def load_settings() -> Settings:
@@ -75,6 +78,19 @@ def serve(
             err=True,
         )
         raise typer.Exit(code=2)
+    if workers > 1 and "history_cursor_secret" not in settings.model_fields_set:
+        # Each worker would draw a key of its own, and a history page's cursor would be refused
+        # by every worker but the one that signed it.
+        if settings.auth_mode is not AuthMode.LOCAL:
+            typer.echo(
+                f"{CURSOR_SECRET} is unset: with --workers {workers} set one value (at least "
+                "32 bytes) for every worker and replica, so that the next page of a history "
+                "list is found on any of them",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        # One machine, one user: the workers share a key drawn here (it dies with the server).
+        os.environ[CURSOR_SECRET] = settings.history_cursor_secret.get_secret_value()
     url = _prepare_database(settings)
     if settings.is_sqlite:
         asyncio.run(migrations.upgrade(url))

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
+        # An empty variable is an unset one: compose passes ``${VAR:-}`` for what .env may omit.
+        env_ignore_empty=True,
         extra="ignore",
     )
 
