@@ -33,6 +33,8 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """``hide_parameters``: a failed statement's exception text would carry its parameters (a
+    whole story, a prompt) into every log line that records the failure."""
     url = url or settings.effective_database_url
     if url.startswith("sqlite"):
         # A writer waits for SQLite's single write lock rather than failing at once. The pool is
@@ -40,6 +42,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         engine = create_async_engine(
             url,
             echo=settings.db_echo,
+            hide_parameters=True,
             connect_args={"timeout": settings.db_busy_timeout_s},
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
@@ -55,6 +58,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     return create_async_engine(
         url,
         echo=settings.db_echo,
+        hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=3600,
