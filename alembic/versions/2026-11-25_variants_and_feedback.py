@@ -9,12 +9,13 @@ Create Date: 2026-11-25 20:07:03.269571+00:00
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 from storytool.db.base import JSONType
+from storytool.db.sqlite_schema import edit_table_sql
 
 revision: str = "0002_variants_and_feedback"
 down_revision: str | None = "0001_initial"
@@ -49,7 +50,11 @@ def upgrade() -> None:
         "conversations", sa.Column("parent_conversation_id", sa.String(length=36), nullable=True)
     )
     if op.get_bind().dialect.name == "sqlite":
-        _edit_sqlite_table_sql(lambda sql: f"{sql.rstrip()[:-1].rstrip()},\n\t{_PARENT_FK_SQL}\n)")
+        edit_table_sql(
+            op.get_bind(),
+            "conversations",
+            lambda sql: f"{sql.rstrip()[:-1].rstrip()},\n\t{_PARENT_FK_SQL}\n)",
+        )
     else:
         op.create_foreign_key(
             _PARENT_FK,
@@ -66,7 +71,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        _edit_sqlite_table_sql(lambda sql: sql.replace(f",\n\t{_PARENT_FK_SQL}", ""))
+        edit_table_sql(
+            op.get_bind(), "conversations", lambda sql: sql.replace(f",\n\t{_PARENT_FK_SQL}", "")
+        )
     else:
         op.drop_constraint(_PARENT_FK, "conversations", type_="foreignkey")
     op.drop_index("ix_conversations_parent_conversation_id", table_name="conversations")
@@ -77,27 +84,3 @@ def downgrade() -> None:
     )
     op.drop_column("content_evaluation", "produced_by")
     op.drop_column("content_evaluation", "reasons")
-
-
-def _edit_sqlite_table_sql(edit: Callable[[str], str]) -> None:
-    """Adds or removes the parent foreign key in SQLite, which cannot alter constraints.
-
-    Batch mode would copy the table, and dropping the old copy with foreign keys on (they are,
-    on every connection) cascades to every story's data and evaluation. A constraint leaves the
-    stored rows as they are, so SQLite's documented alternative applies: edit the table's CREATE
-    statement in ``sqlite_master`` and bump ``schema_version`` so every connection re-reads it.
-    """
-    bind = op.get_bind()
-    version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
-    sql = bind.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'conversations'"
-    ).scalar_one()
-    bind.exec_driver_sql("PRAGMA writable_schema = ON")
-    bind.execute(
-        sa.text(
-            "UPDATE sqlite_master SET sql = :sql WHERE type = 'table' AND name = 'conversations'"
-        ),
-        {"sql": edit(sql)},
-    )
-    bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
-    bind.exec_driver_sql("PRAGMA writable_schema = OFF")

@@ -3,15 +3,17 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storytool.config import Settings
-from storytool.db.base import Base
+from storytool.db.base import Base, utcnow
 from storytool.db.engine import create_engine
 from storytool.db.migrations import alembic_config, downgrade, upgrade
 from storytool.generation.repository import ConversationRepository
+from storytool.models import ContentEvaluation, Conversation, ConversationData, Thread
 from tests.conftest import reset_schema
+from tests.db.test_exact_ids import UPSTREAM_ID
 
 
 class TestMigrations:
@@ -21,6 +23,98 @@ class TestMigrations:
             return compare_metadata(context, Base.metadata)
 
         assert await connection.run_sync(diff) == []
+
+    async def test_models_and_migrations_agree_on_collations(self, connection: AsyncConnection):
+        """Alembic's type comparison passes a column whose collation only one side names: the
+        exact (binary) id columns are compared here."""
+        if connection.dialect.name != "mysql":
+            return
+        rows = await connection.execute(
+            text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND collation_name IS NOT NULL"
+            )
+        )
+        stored = {(str(table), str(column)): str(collation) for table, column, collation in rows}
+        for table in Base.metadata.sorted_tables:
+            for column in table.columns:
+                declared = getattr(column.type.dialect_impl(connection.dialect), "collation", None)
+                if (table.name, column.name) in stored and declared is not None:
+                    assert stored[table.name, column.name] == declared, (table.name, column.name)
+        assert stored["threads", "user_id"] == stored["content_evaluation", "user_id"]
+        assert stored["threads", "user_id"] == "utf8mb4_bin"
+
+    async def test_exact_ids_keep_every_row_and_reference(self, backend_url: str):
+        """Rows written before the ids became exact stay, with their references: one spelled in
+        capitals (MariaDB matched it to its row regardless of case, and a story generated into
+        an upper-cased thread_id stored it so) takes its row's own spelling."""
+        thread_id, conversation_id = (
+            "aaaaaaaa-0000-4000-8000-000000000001",
+            "bbbbbbbb-0000-4000-8000-000000000001",
+        )
+        engine = create_engine(Settings(), url=backend_url)
+        try:
+            await downgrade(backend_url, "0002_variants_and_feedback")
+            async with engine.begin() as connection:
+                as_stored = str.upper if connection.dialect.name == "mysql" else str
+                now = utcnow()
+                stamps = {"created_at": now, "updated_at": now}
+                await connection.execute(
+                    insert(Thread).values(id=thread_id, user_id="dave", **stamps)
+                )
+                await connection.execute(
+                    insert(Conversation).values(
+                        id=conversation_id,
+                        thread_id=as_stored(thread_id),
+                        status="completed",
+                        **stamps,
+                    )
+                )
+                await connection.execute(
+                    insert(ConversationData).values(
+                        conversation_id=as_stored(conversation_id), user_input="x", tags=[]
+                    )
+                )
+                await connection.execute(
+                    insert(ContentEvaluation).values(
+                        id="cccccccc-0000-4000-8000-000000000001",
+                        conversation_id=conversation_id,
+                        user_id="dave",
+                        rating="like",
+                        **stamps,
+                    )
+                )
+            await upgrade(backend_url)
+            async with engine.begin() as connection:
+                references = (
+                    await connection.execute(
+                        select(Conversation.thread_id, ConversationData.conversation_id).join(
+                            ConversationData
+                        )
+                    )
+                ).one()
+                assert tuple(references) == (thread_id, conversation_id)
+                await connection.execute(
+                    insert(ContentEvaluation).values(
+                        id="cccccccc-0000-4000-8000-000000000002",
+                        conversation_id=conversation_id,
+                        user_id="DAVE",
+                        rating="dislike",
+                        **stamps,
+                    )
+                )
+                await connection.execute(
+                    Conversation.__table__.update().values(upstream_response_id=UPSTREAM_ID)
+                )
+                await connection.execute(delete(Thread).where(Thread.id == thread_id))
+                for table in (Conversation, ConversationData, ContentEvaluation):
+                    left = await connection.execute(select(table))
+                    assert left.all() == [], f"{table.__tablename__} kept rows of a deleted thread"
+        finally:
+            async with engine.begin() as connection:
+                await connection.execute(delete(Thread).where(Thread.id == thread_id))
+            await engine.dispose()
+            await upgrade(backend_url)
 
     async def test_history_downgrades_and_upgrades_again(self, backend_url: str):
         await downgrade(backend_url, "base")

@@ -70,7 +70,20 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-UUIDString = String(36)
+def exact_string(length: int) -> String:
+    """A VARCHAR compared byte for byte. MySQL/MariaDB compare by collation, and the tables'
+    (``utf8mb4_unicode_ci``) ignores case: ``DAVE`` would find ``dave``'s rows. SQLite compares
+    exactly already."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
+IdString = exact_string(36)
+"""A row's id (a UUID) and the foreign keys that hold one."""
+
+UserId = exact_string(128)
+"""Whoever the auth mode says calls: every query filters by it."""
 
 
 def str_enum(enum: type[StrEnum], length: int) -> Enum:

@@ -4,16 +4,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storytool.db.base import (
     MYSQL_TABLE_ARGS,
     Base,
+    IdString,
     JSONType,
     TimestampMixin,
     UTCDateTime,
-    UUIDString,
+    exact_string,
     new_id,
     str_enum,
 )
@@ -69,16 +70,18 @@ class Conversation(TimestampMixin, Base):
         MYSQL_TABLE_ARGS,
     )
 
-    id: Mapped[str] = mapped_column(UUIDString, primary_key=True, default=new_id)
-    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    id: Mapped[str] = mapped_column(IdString, primary_key=True, default=new_id)
+    thread_id: Mapped[str] = mapped_column(IdString, ForeignKey("threads.id", ondelete="CASCADE"))
     status: Mapped[ConversationStatus] = mapped_column(
         str_enum(ConversationStatus, 16), default=ConversationStatus.IN_PROGRESS
     )
     stop_reason: Mapped[StopReason | None] = mapped_column(str_enum(StopReason, 32), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    upstream_response_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # Text: upstream ids are stored whole (LiteLLM's run to ~450 characters).
+    upstream_response_id: Mapped[str | None] = mapped_column(Text, default=None)
     upstream_sequence: Mapped[int | None] = mapped_column(Integer, default=None)
-    owner_instance: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Exact like the ids: replicas find the stories they own, or must recover, by it.
+    owner_instance: Mapped[str | None] = mapped_column(exact_string(64), default=None)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     models: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -90,7 +93,7 @@ class Conversation(TimestampMixin, Base):
     # their whole thread, and InnoDB stops cascading within one table after 15 levels, so a long
     # chain of continuations would make deleting its thread fail.
     parent_conversation_id: Mapped[str | None] = mapped_column(
-        ForeignKey("conversations.id", ondelete="SET NULL"), default=None
+        IdString, ForeignKey("conversations.id", ondelete="SET NULL"), default=None
     )
     selected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The variant of its group the user picked; at most one per group."""

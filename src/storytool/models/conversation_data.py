@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from storytool.db.base import MYSQL_TABLE_ARGS, Base, JSONType, LongText, UUIDString
+from storytool.db.base import MYSQL_TABLE_ARGS, Base, IdString, JSONType, LongText
 
 if TYPE_CHECKING:
     from storytool.models.conversation import Conversation
@@ -21,7 +21,7 @@ class ConversationData(Base):
     __table_args__ = (MYSQL_TABLE_ARGS,)
 
     conversation_id: Mapped[str] = mapped_column(
-        UUIDString, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+        IdString, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
     )
     user_input: Mapped[str] = mapped_column(LongText)
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)

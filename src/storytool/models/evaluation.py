@@ -3,15 +3,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storytool.db.base import (
     MYSQL_TABLE_ARGS,
     Base,
+    IdString,
     JSONType,
     TimestampMixin,
-    UUIDString,
+    UserId,
     new_id,
     str_enum,
 )
@@ -37,9 +38,11 @@ class ContentEvaluation(TimestampMixin, Base):
         MYSQL_TABLE_ARGS,
     )
 
-    id: Mapped[str] = mapped_column(UUIDString, primary_key=True, default=new_id)
-    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(String(128))
+    id: Mapped[str] = mapped_column(IdString, primary_key=True, default=new_id)
+    conversation_id: Mapped[str] = mapped_column(
+        IdString, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str] = mapped_column(UserId)
     rating: Mapped[Rating] = mapped_column(str_enum(Rating, 8))
     comment: Mapped[str | None] = mapped_column(Text, default=None)
     reasons: Mapped[list[str] | None] = mapped_column(JSONType, default=None)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storytool.db.base import MYSQL_TABLE_ARGS, Base, TimestampMixin, UUIDString, new_id
+from storytool.db.base import MYSQL_TABLE_ARGS, Base, IdString, TimestampMixin, UserId, new_id
 
 if TYPE_CHECKING:
     from storytool.models.conversation import Conversation
@@ -21,10 +21,11 @@ class Thread(TimestampMixin, Base):
         MYSQL_TABLE_ARGS,
     )
 
-    id: Mapped[str] = mapped_column(UUIDString, primary_key=True, default=new_id)
-    user_id: Mapped[str] = mapped_column(String(128))
+    id: Mapped[str] = mapped_column(IdString, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(UserId)
     title: Mapped[str | None] = mapped_column(String(200), default=None)
-    remote_conversation_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # Text: upstream ids are stored whole, however long a server makes them.
+    remote_conversation_id: Mapped[str | None] = mapped_column(Text, default=None)
 
     # lazy="raise": a list page must never load conversations one thread at a time.
     conversations: Mapped[list[Conversation]] = relationship(
