@@ -115,7 +115,12 @@ class TestBadInput:
             ({"text": ""}, "text", "empty"),
             ({"text": " \n\t "}, "text", "empty"),
             ({}, "conversation_id", "give text or conversation_id"),
-            ({"text": STORY, "conversation_id": "abc"}, "conversation_id", "not both"),
+            (
+                {"text": STORY, "conversation_id": "00000000-0000-4000-8000-000000000000"},
+                "conversation_id",
+                "not both",
+            ),
+            ({"conversation_id": "abc"}, "conversation_id", "not an id"),
             ({"text": None, "conversation_id": None}, "conversation_id", "give text"),
             ({"text": 42}, "text", "string"),
             ({"text": STORY, "extra": 1}, "extra", "not permitted"),

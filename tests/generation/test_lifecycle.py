@@ -27,6 +27,8 @@ from tests.generation.conftest import (
 PROMPT = {"user_input": "한 선비가 과거를 보러 길을 떠나니", "tags": ["모험"]}
 USER_A = {"X-User-Id": "user-a"}
 USER_B = {"X-User-Id": "user-b"}
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+"""A well-formed id that no thread or conversation has."""
 
 
 def paced(settings: Settings, chars_per_second: float, **changes: Any) -> Settings:
@@ -62,12 +64,24 @@ class TestResume:
             replay = [event async for event in read_events(response)]
         assert replay == first
 
+    async def test_resume_with_the_id_in_capitals_replays_the_same_story(
+        self, client: httpx.AsyncClient
+    ):
+        first = await generate(client, PROMPT)
+        conversation_id = first[0].data["conversation_id"]
+        async with client.stream(
+            "GET", f"/api/generate/{conversation_id.upper()}/events"
+        ) as response:
+            assert response.status_code == 200
+            replay = [event async for event in read_events(response)]
+        assert replay == first
+
     async def test_resume_of_another_users_or_unknown_conversation_is_404(self, settings: Settings):
         async with serving(paced(settings, 4000, auth_mode=AuthMode.HEADER)) as client:
             events = await generate(client, PROMPT, headers=USER_A)
             conversation_id = events[0].data["conversation_id"]
             theirs = await client.get(f"/api/generate/{conversation_id}/events", headers=USER_B)
-            unknown = await client.get("/api/generate/nope/events", headers=USER_A)
+            unknown = await client.get(f"/api/generate/{UNKNOWN_ID}/events", headers=USER_A)
         assert theirs.status_code == unknown.status_code == 404
         assert theirs.json()["error"]["code"] == "not_found"
 
@@ -102,6 +116,35 @@ class TestCancel:
         assert data.story == streamed
         assert data.title is None
 
+    async def test_cancel_with_the_id_in_capitals_stops_the_story(
+        self, settings: Settings, database: Database
+    ):
+        """One conversation, one id: the running story and its row are found by any spelling,
+        so the story stops where the answer says (it streamed on, cancelled only in the
+        database, when the database alone matched the capitals)."""
+        async with serving(paced(settings, 300)) as client:
+            async with client.stream("POST", "/api/generate", json=PROMPT) as response:
+                reader = read_events(response)
+                events = []
+                async for event in reader:
+                    events.append(event)
+                    if deltas(3)(events):
+                        break
+                conversation_id = events[0].data["conversation_id"]
+                answer = await client.post(
+                    "/api/cancelGeneration", json={"conversation_id": conversation_id.upper()}
+                )
+                events += [event async for event in reader]
+
+        assert answer.status_code == 200
+        assert answer.json()["conversation_id"] == conversation_id
+        assert answer.json()["status"] == "cancelled"
+        assert events[-1].event == "cancelled"
+        assert answer.json()["partial_story"] == story_of(events)
+        conversation, data = await database.conversation(conversation_id)
+        assert conversation.status is ConversationStatus.CANCELLED
+        assert data.story == story_of(events)
+
     async def test_cancel_after_completion_is_409_and_unknown_is_404(
         self, client: httpx.AsyncClient
     ):
@@ -109,7 +152,7 @@ class TestCancel:
         finished = await client.post(
             "/api/cancelGeneration", json={"conversation_id": events[0].data["conversation_id"]}
         )
-        unknown = await client.post("/api/cancelGeneration", json={"conversation_id": "nope"})
+        unknown = await client.post("/api/cancelGeneration", json={"conversation_id": UNKNOWN_ID})
         assert finished.status_code == 409
         assert finished.json()["error"]["code"] == "conflict"
         assert unknown.status_code == 404
@@ -207,7 +250,8 @@ class TestInvalidInput:
             (json.dumps({"user_input": "이야기", "tags": "모험"}), 422, "tags"),
             (json.dumps({"user_input": "이야기", "options": {"length": "epic"}}), 422, None),
             ('{"user_input": "이야기"', 422, None),
-            (json.dumps({"user_input": "이야기", "thread_id": "no-such-thread"}), 404, None),
+            (json.dumps({"user_input": "이야기", "thread_id": "no-such-thread"}), 422, "thread_id"),
+            (json.dumps({"user_input": "이야기", "thread_id": UNKNOWN_ID}), 404, None),
         ],
     )
     async def test_bad_requests_are_refused_before_any_stream_and_write_nothing(

@@ -11,20 +11,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from storytool.analysis.metrics import Metrics, Span
+from storytool.schemas import Id, RequestModel
 
 PlotStageName = Literal["발단", "전개", "위기", "절정", "결말"]
 
 
-class AnalyzeRequest(BaseModel):
+class AnalyzeRequest(RequestModel):
     """Exactly one of ``text`` and ``conversation_id`` (one of the caller's own stories)."""
 
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(default=None, description="The story to analyse.")
-    conversation_id: str | None = Field(
+    conversation_id: Id | None = Field(
         default=None,
-        min_length=1,
-        max_length=64,
         validate_default=True,
         description="Analyse the story of this conversation instead (yours only).",
     )

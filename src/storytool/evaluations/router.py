@@ -37,7 +37,7 @@ async def update_evaluation(
     """Likes, dislikes or clears (rating none) the caller's verdict on one of their stories."""
     return await service.update(
         user_id=user_id,
-        conversation_id=str(update.conversation_id),
+        conversation_id=update.conversation_id,
         rating=update.rating,
         comment=update.comment,
         reasons=update.reasons,

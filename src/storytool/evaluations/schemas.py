@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storytool.models import Rating
+from storytool.schemas import Id, RequestModel
 
 
 class Reason(StrEnum):
@@ -24,10 +24,10 @@ class Reason(StrEnum):
     ANACHRONISM = "anachronism"
 
 
-class EvaluationUpdate(BaseModel):
+class EvaluationUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation_id: UUID
+    conversation_id: Id
     rating: Rating = Field(description="like, dislike, or none to clear an earlier verdict.")
     comment: str | None = Field(
         default=None,

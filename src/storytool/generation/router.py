@@ -13,6 +13,7 @@ from storytool.api.sse import event_stream
 from storytool.generation.events import LoggedEvent
 from storytool.generation.schemas import CancelRequest, CancelResponse, GenerateRequest
 from storytool.generation.service import StoryService
+from storytool.schemas import Id
 
 router = APIRouter(prefix="/api", tags=["generation"])
 
@@ -69,7 +70,7 @@ async def generate(
     "/generate/{conversation_id}/events", response_class=EventSourceResponse, responses=_STREAM
 )
 async def resume_events(
-    conversation_id: str,
+    conversation_id: Id,
     user_id: UserDep,
     stories: StoryServiceDep,
     last_event_id: Annotated[int, Header(ge=0)] = 0,

@@ -19,6 +19,7 @@ from pydantic import (
 
 from storytool.generation.story import StoryLength
 from storytool.models import ConversationStatus, GenerationMode
+from storytool.schemas import Id, RequestModel
 
 MAX_TAGS = 20
 """Tags steer the draft prompt; past a handful they only dilute it and lengthen every request."""
@@ -26,14 +27,14 @@ MAX_TAGS = 20
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
 
-class GenerationOptions(BaseModel):
+class GenerationOptions(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     length: StoryLength = "medium"
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(RequestModel):
     """The length limit of ``user_input`` is a setting, checked by the service.
 
     ``new`` writes a story for ``user_input``. ``regenerate`` writes another variant of
@@ -44,11 +45,11 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: GenerationMode = GenerationMode.NEW
-    parent_conversation_id: str | None = Field(default=None, max_length=64, validate_default=True)
+    parent_conversation_id: Id | None = Field(default=None, validate_default=True)
     user_input: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = (
         Field(default=None, validate_default=True)
     )
-    thread_id: str | None = Field(default=None, max_length=64)
+    thread_id: Id | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, validate_default=True)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
 
@@ -73,10 +74,10 @@ class GenerateRequest(BaseModel):
         return value
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation_id: str = Field(min_length=1, max_length=64)
+    conversation_id: Id
 
 
 class CancelResponse(BaseModel):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from storytool.schemas import RequestModel
+
 MAX_TOP_K = 50
 
 
-class SearchFilters(BaseModel):
+class SearchFilters(RequestModel):
     work: str | None = Field(default=None, min_length=1, description="Only this source work.")
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RequestModel):
     query: str = Field(
         description="What to look for; a sentence or a scene in any wording. Must not be blank.",
     )

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 from urllib.parse import quote
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
 from storytool.api.deps import UserDep
 from storytool.models import ConversationStatus
+from storytool.schemas import Id
 from storytool.threads.router import ThreadServiceDep
 from storytool.threads.schemas import ThreadDetail
 
@@ -41,13 +41,13 @@ UNTITLED = "제목 없는 이야기"
     },
 )
 async def export_thread(
-    thread_id: UUID,
+    thread_id: Id,
     user_id: UserDep,
     service: ThreadServiceDep,
     format: Annotated[ExportFormat, Query(description="md (Markdown) or json.")] = "md",
 ) -> Response:
     """Downloads a thread with all its conversations, oldest first."""
-    detail = await service.detail(user_id=user_id, thread_id=str(thread_id))
+    detail = await service.detail(user_id=user_id, thread_id=thread_id)
     body = to_markdown(detail) if format == "md" else detail.model_dump_json(indent=2)
     return Response(
         body,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from storytool.api.deps import StateDep, UserDep
+from storytool.schemas import Id
 from storytool.threads.cursor import CursorSigner
 from storytool.threads.schemas import (
     HistoryPage,
@@ -35,7 +35,7 @@ def get_thread_service(state: StateDep) -> ThreadService:
 
 
 ThreadServiceDep = Annotated[ThreadService, Depends(get_thread_service)]
-ThreadIdQuery = Annotated[UUID, Query(description="The thread's id.")]
+ThreadIdQuery = Annotated[Id, Query(description="The thread's id.")]
 
 
 @router.get("/retrieveChatHistoryList", responses=_ERRORS)
@@ -56,7 +56,7 @@ async def retrieve_chat_history_detail(
     thread_id: ThreadIdQuery, user_id: UserDep, service: ThreadServiceDep
 ) -> ThreadDetail:
     """One of the caller's threads with all its conversations, oldest first."""
-    return await service.detail(user_id=user_id, thread_id=str(thread_id))
+    return await service.detail(user_id=user_id, thread_id=thread_id)
 
 
 @router.post(
@@ -70,7 +70,7 @@ async def select_variant(
     body: SelectVariantRequest, user_id: UserDep, service: ThreadServiceDep
 ) -> SelectedVariant:
     """Picks one of the stories written for an input; the history detail shows the pick."""
-    return await service.select_variant(user_id=user_id, conversation_id=str(body.conversation_id))
+    return await service.select_variant(user_id=user_id, conversation_id=body.conversation_id)
 
 
 @router.delete("/deleteThread", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
@@ -78,5 +78,5 @@ async def delete_thread(
     thread_id: ThreadIdQuery, user_id: UserDep, service: ThreadServiceDep
 ) -> Response:
     """Deletes one of the caller's threads with everything in it; a second delete is a 404."""
-    await service.delete(user_id=user_id, thread_id=str(thread_id))
+    await service.delete(user_id=user_id, thread_id=thread_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from storytool.evaluations.schemas import Evaluation
 from storytool.models import ConversationStatus, GenerationMode, StopReason
+from storytool.schemas import Id, RequestModel
 
 
 class ThreadSummary(BaseModel):
@@ -75,10 +75,10 @@ class ThreadDetail(BaseModel):
     )
 
 
-class SelectVariantRequest(BaseModel):
+class SelectVariantRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation_id: UUID
+    conversation_id: Id
 
 
 class SelectedVariant(BaseModel):
