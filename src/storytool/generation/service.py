@@ -47,6 +47,10 @@ from storytool.models import ConversationStatus, StopReason
 
 logger = logging.getLogger("storytool.generation")
 
+REDIS_SOCKET_TIMEOUT_S = 15.0
+"""Past the event log's blocking reads (5 s): the client's own default (5 s) cut those that
+waited their whole block, and a reader waiting on a quiet story failed."""
+
 INTERRUPTED = Error(
     code="interrupted",
     message=(
@@ -542,7 +546,9 @@ def build_story_service(
     redis = None
     events: EventLog
     if settings.redis_url:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_timeout=REDIS_SOCKET_TIMEOUT_S
+        )
         events = RedisEventLog(
             redis,
             prefix=settings.redis_prefix,
