@@ -25,7 +25,7 @@ from storytool.models import ConversationStatus, StopReason
 from tests.factories import create_conversation
 from tests.fakes.openai_server import FakeOpenAI
 from tests.generation.conftest import Database, Event, read_events, settled, story_of
-from tests.replicas.conftest import PROMPT, Replica, deltas, generate_then, mariadb
+from tests.replicas.conftest import Replica, deltas, generate_then, mariadb
 
 REFINE_MODEL = "gpt-4o"
 REFINED = (
