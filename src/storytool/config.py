@@ -310,6 +310,18 @@ class Settings(BaseSettings):
         default=300.0,
         description="Seconds a finished generation's events stay replayable for a late resume.",
     )
+    max_resume_streams_per_user: PositiveInt = Field(
+        default=10,
+        description="Resumed event streams one user may hold open on one process (429 past it).",
+    )
+    send_timeout_s: PositiveFloat = Field(
+        default=30.0,
+        description=(
+            "Seconds a streamed answer (event streams, the feedback export) waits for its "
+            "client to take more once the socket's buffers are full; then the client is "
+            "dropped (a story goes on being written)."
+        ),
+    )
     max_analysis_chars: PositiveInt = Field(
         default=50_000, description="Longest text POST /api/analyze accepts (422 past it)."
     )

@@ -17,13 +17,22 @@ from starlette.types import ASGIApp
 
 class ServerThread:
     def __init__(
-        self, app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "auto", shutdown_s: int = 2
+        self,
+        app: ASGIApp,
+        *,
+        lifespan: Literal["auto", "on", "off"] = "auto",
+        shutdown_s: int = 2,
+        send_buffer: int | None = None,
     ) -> None:
+        """``send_buffer``: SO_SNDBUF of the listening socket, which every accepted connection
+        inherits. Loopback otherwise grows a connection's send buffer to megabytes, so a client
+        that stops reading blocks the server's sends only after that much."""
         config = uvicorn.Config(
             app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=shutdown_s
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self._send_buffer = send_buffer
         self.port = 0
 
     @property
@@ -33,6 +42,8 @@ class ServerThread:
     def start(self) -> None:
         """Binds the socket first (no race for the port), then waits until uvicorn serves."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self._send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(

@@ -1,11 +1,15 @@
-"""A client that reads very slowly holds neither the story back nor unbounded memory.
+"""Clients that read slowly, or stop reading, hold neither the story back nor the server.
 
 The story's task writes to the event log whatever the reader does (it finishes and is stored while
 the reader sits still); the stream to the reader only sends as fast as the socket drains, so
 what the server holds per stalled stream is its event log (capped by ``max_output_chars``) and a
-socket buffer, not a growing queue. Measured with tracemalloc on an in-process uvicorn server.
-These offline stories (8 KB each) fit in the kernel's socket buffers; the send path past them
-awaits the socket (uvicorn's flow control), which this test does not push to.
+socket buffer, not a growing queue. Measured with tracemalloc on an in-process uvicorn server,
+with offline stories (8 KB each) that fit in the kernel's socket buffers.
+
+Past the buffers: a server whose connections get a small send buffer, a client that reads nothing
+through a receive buffer of 4 KB, and a story of 15,000 characters (a few hundred KB of events)
+fill everything on the way, so the server's sends wait on the client. After ``send_timeout_s``
+the server drops it; the story is written and saved all the same, and other users are served.
 """
 
 from __future__ import annotations
@@ -13,16 +17,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import socket
+import logging
+import re
 import tracemalloc
+from collections.abc import Iterator
 
+import httpx
+import pytest
 from sqlalchemy import select
 
-from storytool.config import Settings
+from storytool.config import AuthMode, Settings
 from storytool.main import create_app
 from storytool.models import Conversation, ConversationStatus
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server_thread import ServerThread
-from tests.generation.conftest import Database
+from tests.generation.conftest import Database, generate, read_events, settled, story_of
+from tests.generation.test_openai_upstream import DRAFT, DRAFT_MODEL, PROMPT, REFINE_MODEL, on_fake
+from tests.stalled_client import StalledClient
 
 READERS = 8
 BODY = json.dumps(
@@ -30,20 +41,8 @@ BODY = json.dumps(
 ).encode()
 
 
-async def open_stalled_reader(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Sends ``POST /api/generate`` from a socket with a tiny receive buffer, and reads nothing."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
-    writer.write(
-        b"POST /api/generate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n".encode()
-        + BODY
-    )
-    await writer.drain()
-    return reader, writer
+async def stalled_generation(port: int, headers: dict[str, str] | None = None) -> StalledClient:
+    return await StalledClient.request(port, "POST", "/api/generate", body=BODY, headers=headers)
 
 
 def traced() -> int:
@@ -58,12 +57,13 @@ async def test_stalled_readers_do_not_hold_the_story_back_nor_grow_memory(
         update={"offline_chars_per_second": 20_000.0, "max_running_per_user": READERS}
     )
     with ServerThread(create_app(app_settings)) as server:
-        warm_up, _writer = await open_stalled_reader(server.port)
-        await warm_up.read()  # first-request caches (SQL compilation, pools) are not the streams'
+        warm_up = await stalled_generation(server.port)
+        await warm_up.read_to_end()  # first-request caches (SQL compilation, pools) are not theirs
+        warm_up.close()
         tracemalloc.start()
         try:
             before = traced()
-            readers = [await open_stalled_reader(server.port) for _ in range(READERS)]
+            readers = [await stalled_generation(server.port) for _ in range(READERS)]
             # The stories finish and are stored although nobody has read a byte of them.
             async with asyncio.timeout(20):
                 while (await database.counts())[1] <= READERS or not await all_completed(database):
@@ -73,9 +73,9 @@ async def test_stalled_readers_do_not_hold_the_story_back_nor_grow_memory(
             later = traced() - before
         finally:
             tracemalloc.stop()
-        bodies = [await reader.read() for reader, _writer in readers]
-        for _reader, writer in readers:
-            writer.close()
+        bodies = [await reader.read_to_end() for reader in readers]
+        for reader in readers:
+            reader.close()
 
     for body in bodies:
         names = [line for line in body.splitlines() if line.startswith(b"event:")]
@@ -93,3 +93,104 @@ async def all_completed(database: Database) -> bool:
     async with database.sessionmaker() as session:
         statuses = (await session.scalars(select(Conversation.status))).all()
     return all(status is ConversationStatus.COMPLETED for status in statuses)
+
+
+LONG_STORY = (
+    "각설. 선비가 깊은 산중에 이르매 한 노인이 나타나 '그대의 정성이 닿았도다' 하더라. " * 300
+)[:15_000]
+SEND_TIMEOUT_S = 3.0
+"""Long enough that a client the test process reads for is never taken for frozen on a busy
+machine; the frozen one is waited for, not timed."""
+SEND_BUFFER = 4096
+FROZEN = {"X-User-Id": "frozen"}
+OTHER = {"X-User-Id": "other"}
+
+
+@pytest.fixture
+def drops() -> Iterator[list[str]]:
+    """What the server logs as it drops clients (``METHOD path`` of each)."""
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found = re.match(r"dropped the client of (\S+ \S+):", record.getMessage())
+            if found:
+                seen.append(found.group(1))
+
+    handler = Collect()
+    logger = logging.getLogger("storytool.api")
+    logger.addHandler(handler)
+    yield seen
+    logger.removeHandler(handler)
+
+
+async def until_dropped(drops: list[str], request: str) -> None:
+    async with asyncio.timeout(SEND_TIMEOUT_S + 30):
+        while request not in drops:
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def frozen_settings(settings: Settings, fake_openai: FakeOpenAI) -> Settings:
+    fake_openai.behaviour.texts = {DRAFT_MODEL: DRAFT, REFINE_MODEL: LONG_STORY}
+    return on_fake(
+        settings,
+        fake_openai,
+        auth_mode=AuthMode.HEADER,
+        openai_timeout_s=10.0,
+        send_timeout_s=SEND_TIMEOUT_S,
+        max_resume_streams_per_user=1,
+    )
+
+
+def conversation_of(head: bytes) -> str:
+    found = re.search(rb'"conversation_id":"([^"]+)"', head)
+    assert found is not None, head
+    return found.group(1).decode()
+
+
+class TestFrozenReaders:
+    async def test_a_frozen_story_reader_is_dropped_and_the_story_saved_while_others_are_served(
+        self, frozen_settings: Settings, database: Database, drops: list[str]
+    ):
+        with ServerThread(create_app(frozen_settings), send_buffer=SEND_BUFFER) as server:
+            frozen = await stalled_generation(server.port, FROZEN)
+            try:
+                conversation_id = conversation_of(await frozen.read_until(b"event: stage"))
+                async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                    others = await generate(client, PROMPT, headers=OTHER)
+                await until_dropped(drops, "POST /api/generate")
+                assert await settled(database, conversation_id) is ConversationStatus.COMPLETED
+                rest = await frozen.read_to_end()
+            finally:
+                frozen.close()
+
+        assert b"event: done" not in rest  # cut off: the stream was far from its end
+        _conversation, data = await database.conversation(conversation_id)
+        assert data.story == LONG_STORY
+        assert others[-1].event == "done"
+        assert story_of(others) == LONG_STORY
+
+    async def test_a_frozen_replay_reader_is_dropped_and_gives_its_place_back(
+        self, frozen_settings: Settings, drops: list[str]
+    ):
+        with ServerThread(create_app(frozen_settings), send_buffer=SEND_BUFFER) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                events = await generate(client, PROMPT, headers=FROZEN)
+                path = f"/api/generate/{events[0].data['conversation_id']}/events"
+                frozen = await StalledClient.request(server.port, "GET", path, headers=FROZEN)
+                try:
+                    await frozen.read_until(b"event: meta")
+                    # One resumed stream per user here: the frozen one holds it.
+                    refused = await client.get(path, headers=FROZEN)
+                    await until_dropped(drops, f"GET {path}")
+                    rest = await frozen.read_to_end()
+                finally:
+                    frozen.close()
+                async with client.stream("GET", path, headers=FROZEN) as response:
+                    assert response.status_code == 200
+                    replay = [event async for event in read_events(response)]
+
+        assert refused.status_code == 429
+        assert b"event: done" not in rest
+        assert replay == events

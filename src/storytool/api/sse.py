@@ -3,17 +3,22 @@
 Every event carries its integer id, so a reconnecting ``EventSource`` sends ``Last-Event-ID``. A
 comment ping every 15 s keeps idle connections open through proxies that cut quiet streams
 (Cloudflare at 100 s). ``no-transform`` and ``X-Accel-Buffering: no`` stop proxies from buffering
-or rewriting the stream.
+or rewriting the stream. A client that takes nothing for ``send_timeout_s`` once the buffers
+are full is dropped (:mod:`storytool.api.streaming`); the story it was reading goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
+
+from storytool.api.streaming import dropped
 
 PING_INTERVAL_S = 15
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -28,14 +33,32 @@ class Message(Protocol):
     def data(self) -> str: ...
 
 
+class _EventStreamResponse(EventSourceResponse):
+    def __init__(self, *args: Any, release: Callable[[], None] | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            dropped(scope, self.send_timeout)
+        finally:
+            if self._release is not None:
+                self._release()
+
+
 def event_stream(
     messages: AsyncGenerator[Message, None],
     *,
+    send_timeout_s: float,
     shutdown: anyio.Event | None = None,
     shutdown_grace_s: float = 0,
+    release: Callable[[], None] | None = None,
 ) -> EventSourceResponse:
     """``shutdown`` is set when the server begins to stop; the stream then gets up to
-    ``shutdown_grace_s`` to send its last events before it is cut."""
+    ``shutdown_grace_s`` to send its last events before it is cut. ``release`` is called once
+    the response has ended, however it ended (even before its first event)."""
 
     async def encode() -> AsyncIterator[ServerSentEvent]:
         # Closing the encoder closes the source too, so its cleanup runs on a disconnect.
@@ -43,10 +66,12 @@ def event_stream(
             async for message in messages:
                 yield ServerSentEvent(message.data, event=message.event, id=str(message.id))
 
-    return EventSourceResponse(
+    return _EventStreamResponse(
         encode(),
         ping=PING_INTERVAL_S,
         headers=SSE_HEADERS,
+        send_timeout=send_timeout_s,
         shutdown_event=shutdown,
         shutdown_grace_period=shutdown_grace_s,
+        release=release,
     )

@@ -11,8 +11,13 @@ model reads when it writes, so it learns from what it is later asked; a continua
 also carries the end of the story it continued, as at generation time. Cancelled, failed and
 interrupted stories are left out: their cut-off text would teach the model to stop mid-sentence.
 
-Rows come through a server-side cursor, :data:`EXPORT_BATCH_ROWS` at a time, and each line is
-sent as it is made, so memory stays flat whatever the number of rows.
+Rows are read :data:`EXPORT_BATCH_ROWS` at a time, each batch in its own short transaction
+(a keyset over the verdicts' ``(user_id, rating, updated_at)`` index, ``id`` breaking ties), and
+the lines of a batch are sent before the next is read. So memory stays flat whatever the number
+of rows, and no pooled connection waits on a client that reads slowly or not at all: a
+long-lived cursor held one for as long as the socket stayed full, and two such clients starved
+a small pool. The export covers the verdicts given up to its start, each once: a verdict changed
+while it runs moves past that point and is left to the next export (``since``).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from storytool.db.base import utcnow
 from storytool.generation.modes import continuation_prompt
 from storytool.generation.prompts import draft_prompt
 from storytool.generation.story import StoryLength, StoryRequest
@@ -38,9 +44,10 @@ from storytool.models import (
     Rating,
 )
 
-EXPORT_BATCH_ROWS = 500
-"""Rows fetched per round trip: large enough that the export is not latency-bound, small enough
-that a batch of long stories (up to a few hundred KB each) stays a few MB."""
+EXPORT_BATCH_ROWS = 100
+"""Rows read per transaction: enough that the export is not bound by round trips, few enough that
+a batch of the longest stories (``max_output_chars``, with the story a continuation continued:
+about 120 KB a row) stays about 12 MB."""
 
 
 class FeedbackExport:
@@ -56,17 +63,22 @@ class FeedbackExport:
         """JSON lines for the verdicts of ``user_id`` (of everyone when None) with ``rating``,
         given or changed at or after ``since``, oldest verdict first.
 
-        Opens its own session: the response streams after the request's handler has returned.
+        Opens its own sessions, one per batch: the response streams after the request's handler
+        has returned, and between batches it holds no connection.
         """
-        async with self._sessionmaker() as session:
-            rows = await session.stream(
-                _statement(user_id=user_id, rating=rating, since=since).execution_options(
-                    yield_per=EXPORT_BATCH_ROWS
-                )
-            )
-            async for user_input, tags, story, options, continued in rows:
+        statement = _statement(user_id=user_id, rating=rating, since=since, until=utcnow())
+        after: tuple[datetime, str] | None = None
+        while True:
+            async with self._sessionmaker() as session:
+                rows = (
+                    await session.execute(_after(statement, after).limit(EXPORT_BATCH_ROWS))
+                ).all()
+            for _judged_at, _id, user_input, tags, story, options, continued in rows:
                 if story:
                     yield self._line(user_input, tags or [], story, options or {}, continued)
+            if len(rows) < EXPORT_BATCH_ROWS:
+                return
+            after = (rows[-1].updated_at, rows[-1].id)
 
     def _line(
         self,
@@ -103,10 +115,14 @@ def _story_length(value: object) -> StoryLength:
     return "medium"
 
 
-def _statement(*, user_id: str | None, rating: Rating, since: datetime | None) -> Select[Any]:
+def _statement(
+    *, user_id: str | None, rating: Rating, since: datetime | None, until: datetime
+) -> Select[Any]:
     continued = aliased(ConversationData)
     statement = (
         select(
+            ContentEvaluation.updated_at,
+            ContentEvaluation.id,
             ConversationData.user_input,
             ConversationData.tags,
             ConversationData.story,
@@ -124,6 +140,7 @@ def _statement(*, user_id: str | None, rating: Rating, since: datetime | None) -
         )
         .where(
             ContentEvaluation.rating == rating,
+            ContentEvaluation.updated_at <= until,
             Conversation.status == ConversationStatus.COMPLETED,
         )
         .order_by(ContentEvaluation.updated_at, ContentEvaluation.id)
@@ -133,3 +150,16 @@ def _statement(*, user_id: str | None, rating: Rating, since: datetime | None) -
     if since is not None:
         statement = statement.where(ContentEvaluation.updated_at >= since)
     return statement
+
+
+def _after(statement: Select[Any], key: tuple[datetime, str] | None) -> Select[Any]:
+    """The rows past ``key``, the (updated_at, id) of the last row sent."""
+    if key is None:
+        return statement
+    judged_at, evaluation_id = key
+    return statement.where(
+        or_(
+            ContentEvaluation.updated_at > judged_at,
+            and_(ContentEvaluation.updated_at == judged_at, ContentEvaluation.id > evaluation_id),
+        )
+    )

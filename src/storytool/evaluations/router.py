@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
 
 from storytool.api.deps import CallerDep, SessionDep, SettingsDep, StateDep, UserDep
+from storytool.api.streaming import JsonLinesResponse
 from storytool.evaluations.export import FeedbackExport
 from storytool.evaluations.schemas import Evaluation, EvaluationUpdate
 from storytool.evaluations.service import EvaluationService
@@ -46,7 +46,7 @@ async def update_evaluation(
 
 @router.get(
     "/evaluations/export",
-    response_class=StreamingResponse,
+    response_class=JsonLinesResponse,
     responses={
         200: {
             "content": {"application/jsonl": {}},
@@ -72,17 +72,18 @@ async def export_evaluations(
             "no zone)."
         ),
     ] = None,
-) -> StreamingResponse:
+) -> JsonLinesResponse:
     """The caller's judged, completed stories as fine-tuning data, streamed as JSON lines; an
-    admin's token exports everyone's."""
+    admin's token exports everyone's. A client that takes nothing for ``send_timeout_s`` is
+    dropped."""
     export = FeedbackExport(state["sessionmaker"], system_prompt=state["settings"].system_prompt)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     lines = export.lines(
         user_id=None if caller.is_admin else caller.user_id, rating=rating, since=since
     )
-    return StreamingResponse(
+    return JsonLinesResponse(
         lines,
-        media_type="application/jsonl",
+        send_timeout_s=state["settings"].send_timeout_s,
         headers={"Content-Disposition": 'attachment; filename="storytool-feedback.jsonl"'},
     )

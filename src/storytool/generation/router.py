@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Response
 from sse_starlette import EventSourceResponse
 
-from storytool.api.deps import StateDep, UserDep
+from storytool.api.deps import SettingsDep, StateDep, UserDep
 from storytool.api.sse import event_stream
+from storytool.config import Settings
 from storytool.generation.events import LoggedEvent
 from storytool.generation.schemas import CancelRequest, CancelResponse, GenerateRequest
 from storytool.generation.service import StoryService
@@ -26,12 +27,19 @@ StoryServiceDep = Annotated[StoryService, Depends(get_story_service)]
 
 
 def _stream(
-    stories: StoryService, events: AsyncGenerator[LoggedEvent, None]
+    stories: StoryService,
+    settings: Settings,
+    events: AsyncGenerator[LoggedEvent, None],
+    release: Callable[[], None] | None = None,
 ) -> EventSourceResponse:
     """On SIGTERM the service ends its stories at once; each stream gets the shutdown timeout to
     send the terminal event before the server cuts it."""
     return event_stream(
-        events, shutdown=stories.shutdown, shutdown_grace_s=stories.shutdown_timeout_s
+        events,
+        send_timeout_s=settings.send_timeout_s,
+        shutdown=stories.shutdown,
+        shutdown_grace_s=stories.shutdown_timeout_s,
+        release=release,
     )
 
 
@@ -56,30 +64,43 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     },
 )
 async def generate(
-    body: GenerateRequest, user_id: UserDep, stories: StoryServiceDep
+    body: GenerateRequest, user_id: UserDep, stories: StoryServiceDep, settings: SettingsDep
 ) -> EventSourceResponse:
     """Writes a story and streams it: for a new input, another variant of an earlier one
     (``regenerate``), or more of an earlier story (``continue``). The thread (when none is given)
     and the conversation are stored before the first byte; the story is written on even if the
     client leaves."""
     started = await stories.start(user_id=user_id, request=body)
-    return _stream(stories, stories.stream(started.conversation_id))
+    return _stream(stories, settings, stories.stream(started.conversation_id))
 
 
 @router.get(
-    "/generate/{conversation_id}/events", response_class=EventSourceResponse, responses=_STREAM
+    "/generate/{conversation_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        **_STREAM,
+        204: {"description": "Last-Event-ID is the terminal event's, or past it: nothing follows"},
+        429: {"description": "Too many resumed streams open for this user"},
+    },
 )
 async def resume_events(
     conversation_id: Id,
     user_id: UserDep,
     stories: StoryServiceDep,
+    settings: SettingsDep,
     last_event_id: Annotated[int, Header(ge=0)] = 0,
-) -> EventSourceResponse:
+) -> Response:
     """The events after ``Last-Event-ID``, then the live ones until the end."""
-    events = await stories.resume(
+    replay = await stories.resume(
         user_id=user_id, conversation_id=conversation_id, last_event_id=last_event_id
     )
-    return _stream(stories, events)
+    if replay is None:
+        # 204, not a 200 that closes at once: a browser's EventSource reconnects after a
+        # stream that ends (every few seconds, for ever, as it did after ``done``), while a
+        # 204 makes it stop for good. The media type lets SSE client libraries that check
+        # it (httpx-sse) read the empty answer as an empty stream.
+        return Response(status_code=204, media_type="text/event-stream")
+    return _stream(stories, settings, replay.events, replay.release)
 
 
 @router.post(
