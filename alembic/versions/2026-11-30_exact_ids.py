@@ -75,36 +75,33 @@ _UPSTREAM_IDS = [("threads", "remote_conversation_id"), ("conversations", "upstr
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        for table, column in _UPSTREAM_IDS:
-            edit_table_sql(
-                op.get_bind(),
-                table,
-                lambda sql, column=column: sql.replace(f"{column} VARCHAR(128)", f"{column} TEXT"),
-            )
-        return
-    _spell_references_as_their_rows()
-    _change_id_columns(exact=True)
-    for table, column in _UPSTREAM_IDS:
-        op.alter_column(
-            table, column, type_=sa.Text(), existing_type=sa.String(128), existing_nullable=True
-        )
+    if op.get_bind().dialect.name != "sqlite":
+        _spell_references_as_their_rows()
+        _change_id_columns(exact=True)
+    _retype_upstream_ids(sa.String(128), sa.Text())
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
+    _retype_upstream_ids(sa.Text(), sa.String(128))
+    if op.get_bind().dialect.name != "sqlite":
+        _change_id_columns(exact=False)
+
+
+def _retype_upstream_ids(old: sa.types.TypeEngine[str], new: sa.types.TypeEngine[str]) -> None:
+    """On SQLite the declared type is edited in place: both have TEXT affinity, so the stored
+    rows are as they were."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
         for table, column in _UPSTREAM_IDS:
-            edit_table_sql(
-                op.get_bind(),
-                table,
-                lambda sql, column=column: sql.replace(f"{column} TEXT", f"{column} VARCHAR(128)"),
-            )
+            op.alter_column(table, column, type_=new, existing_type=old, existing_nullable=True)
         return
+    before, after = (type_.compile(dialect=bind.dialect) for type_ in (old, new))
     for table, column in _UPSTREAM_IDS:
-        op.alter_column(
-            table, column, type_=sa.String(128), existing_type=sa.Text(), existing_nullable=True
+        edit_table_sql(
+            bind,
+            table,
+            lambda sql, column=column: sql.replace(f"{column} {before}", f"{column} {after}"),
         )
-    _change_id_columns(exact=False)
 
 
 def _spell_references_as_their_rows() -> None:

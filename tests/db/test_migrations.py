@@ -3,7 +3,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import Insert, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storytool.config import Settings
@@ -52,13 +52,23 @@ class TestMigrations:
             "aaaaaaaa-0000-4000-8000-000000000001",
             "bbbbbbbb-0000-4000-8000-000000000001",
         )
+        now = utcnow()
+        stamps = {"created_at": now, "updated_at": now}
+
+        def verdict(number: int, user_id: str) -> Insert:
+            return insert(ContentEvaluation).values(
+                id=f"cccccccc-0000-4000-8000-00000000000{number}",
+                conversation_id=conversation_id,
+                user_id=user_id,
+                rating="like",
+                **stamps,
+            )
+
         engine = create_engine(Settings(), url=backend_url)
         try:
             await downgrade(backend_url, "0002_variants_and_feedback")
             async with engine.begin() as connection:
                 as_stored = str.upper if connection.dialect.name == "mysql" else str
-                now = utcnow()
-                stamps = {"created_at": now, "updated_at": now}
                 await connection.execute(
                     insert(Thread).values(id=thread_id, user_id="dave", **stamps)
                 )
@@ -75,15 +85,7 @@ class TestMigrations:
                         conversation_id=as_stored(conversation_id), user_input="x", tags=[]
                     )
                 )
-                await connection.execute(
-                    insert(ContentEvaluation).values(
-                        id="cccccccc-0000-4000-8000-000000000001",
-                        conversation_id=conversation_id,
-                        user_id="dave",
-                        rating="like",
-                        **stamps,
-                    )
-                )
+                await connection.execute(verdict(1, "dave"))
             await upgrade(backend_url)
             async with engine.begin() as connection:
                 references = (
@@ -94,15 +96,7 @@ class TestMigrations:
                     )
                 ).one()
                 assert tuple(references) == (thread_id, conversation_id)
-                await connection.execute(
-                    insert(ContentEvaluation).values(
-                        id="cccccccc-0000-4000-8000-000000000002",
-                        conversation_id=conversation_id,
-                        user_id="DAVE",
-                        rating="dislike",
-                        **stamps,
-                    )
-                )
+                await connection.execute(verdict(2, "DAVE"))
                 await connection.execute(
                     Conversation.__table__.update().values(upstream_response_id=UPSTREAM_ID)
                 )

@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from storytool.config import EmbedderKind, Settings
+from storytool.config import Settings
 from tests.generation.conftest import Database, generate, serving
+from tests.generation.test_passages import with_sample_index
 from tests.search.conftest import build
 
 BROKEN = "이야기\ud800"
@@ -104,20 +105,8 @@ async def history(client: httpx.AsyncClient, thread_id: str) -> Any:
     return detail.json()
 
 
-@pytest.fixture
-def search_ready(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "embedder": EmbedderKind.HASHING,
-            "index_name": "sample",
-            "offline_chars_per_second": 4000.0,
-        }
-    )
-
-
-async def test_every_string_field_refuses_a_lone_surrogate(
-    search_ready: Settings, database: Database
-):
+async def test_every_string_field_refuses_a_lone_surrogate(settings: Settings, database: Database):
+    search_ready = with_sample_index(settings)
     await build(search_ready)
     async with serving(search_ready) as client:
         meta = (await generate(client, {"user_input": "여우 이야기", "tags": []}))[0].data
