@@ -4,10 +4,12 @@ The real ``openai`` SDK (3.x, on httpx2) must parse everything it sends, so the 
 SDK's own types (``openai/types/responses/response_stream_event.py``, ``types/chat``,
 ``types/conversations``) and its SSE decoder (``openai/_streaming.py``). Served paths:
 
-    POST   /v1/responses              stream / non-stream / background, text.format json_schema
+    POST   /v1/responses              stream / non-stream / background, text.format json_schema,
+                                      max_output_tokens (response.incomplete)
     GET    /v1/responses/{id}         snapshot, or ?stream=true&starting_after=N: replay + follow
     POST   /v1/responses/{id}/cancel  stops a background run; its stream ends
-    POST   /v1/chat/completions       chat.completion(.chunk), usage chunk, data: [DONE]
+    POST   /v1/chat/completions       chat.completion(.chunk), usage chunk, data: [DONE];
+                                      max_tokens (finish_reason length), response_format
     POST   /v1/embeddings             float or base64, deterministic vectors
     POST   /v1/conversations          + /{id}/items (POST, GET), DELETE /{id}
 
@@ -16,6 +18,10 @@ background run goes on when its stream is dropped and ``starting_after`` replays
 Faults (a stall, a dropped connection, an injected unknown event, a mid-stream failure) belong to
 the *connection* that first streams a run: they are queued on :class:`Behaviour` and each is used
 once. HTTP errors are queued the same way.
+
+Real servers depart from OpenAI in ways a client must survive; :class:`Quirks` (on
+``Behaviour.quirks``) switches each one on, and its presets answer as llama.cpp's server, the
+chat-only llama.cpp and LiteLLM's chat bridge were measured to (``--quirks`` on the command line).
 
 In tests: ``with FakeOpenAI() as fake: AsyncOpenAI(base_url=fake.base_url, ...)``; change
 ``fake.behaviour`` and read ``fake.requests`` / ``fake.cancelled``. For benchmarks, a process:
@@ -31,6 +37,7 @@ import hashlib
 import json
 import random
 import re
+import secrets
 import struct
 import time
 import uuid
@@ -83,6 +90,107 @@ class HttpError:
     retry_after: int | None = None
 
 
+NOT_FOUND_BODY = {"error": {"message": "File Not Found", "type": "not_found_error", "code": 404}}
+"""llama.cpp's answer to a path it does not serve (its whole body; no ``param``)."""
+
+
+@dataclass
+class Quirks:
+    """Where a real OpenAI-compatible server departs from OpenAI; the defaults are OpenAI's own
+    behaviour, the class methods the servers as probed (xllamacpp 2026.10.11549 and 0.2.8 with
+    SmolLM2, LiteLLM 1.106.12's ``llamafile/`` bridge in front of the former)."""
+
+    responses: bool = True
+    """False: every ``/v1/responses*`` path answers 404 ``File Not Found`` (chat-only llama.cpp)."""
+    background: bool = True
+    """False: ``background: true`` is accepted and ignored: no response says ``background``
+    (the SDK reads None), a non-streamed create runs to its end before answering, and a streamed
+    run lives only as long as its stream (dropping it ends the run)."""
+    text_format: bool = True
+    """False: Responses ``text.format`` json_schema is ignored; the answer is the model's free
+    text (``Behaviour.text_for``), not JSON."""
+    chat_json_schema: bool = True
+    """False: chat ``response_format`` json_schema is ignored (free text). Both llama.cpp
+    versions honour it (a grammar), so no preset turns it off."""
+    sequence_numbers: bool = True
+    """False: stream events carry no ``sequence_number``."""
+    cancel_status: int | None = None
+    """``POST /v1/responses/{id}/cancel`` answers this status with the real server's body: 404
+    llama.cpp's ``File Not Found``, 500 LiteLLM's ``CANCEL responses is not supported``."""
+    retrieve_status: int | None = None
+    """The same for ``GET /v1/responses/{id}``, with or without ``stream=true``."""
+    response_id_length: int | None = None
+    """Response ids of exactly this many characters (``resp_`` + base64url), as LiteLLM's."""
+    incomplete_as: Literal["incomplete", "completed"] = "incomplete"
+    """How a run cut by ``max_output_tokens`` ends: ``response.incomplete`` (reason
+    ``max_output_tokens``; OpenAI, LiteLLM's bridge) or ``response.completed`` with status
+    completed, the cut told by nothing but ``usage.output_tokens`` (llama.cpp)."""
+    conversations: bool = True
+    """False: ``/v1/conversations*`` answer 404 ``File Not Found`` (llama.cpp, LiteLLM)."""
+    embeddings: bool = True
+    """False: ``/v1/embeddings`` answers 501 ``not_supported_error`` (llama.cpp started without
+    ``--embeddings``)."""
+    typed_assistant_items: bool = False
+    """True: a Responses input item with role assistant but no ``"type": "message"`` is refused
+    with 400 ``Cannot determine type of 'item'`` (llama.cpp 2026; user, system and developer
+    items without a type pass)."""
+    max_completion_tokens: bool = True
+    """False: chat ``max_completion_tokens`` is ignored, only ``max_tokens`` counts (0.2.8)."""
+
+    @classmethod
+    def llamacpp(cls) -> Quirks:
+        """llama.cpp's own server from ``xllamacpp==2026.10.11549``."""
+        return cls(
+            background=False,
+            text_format=False,
+            sequence_numbers=False,
+            cancel_status=404,
+            retrieve_status=404,
+            incomplete_as="completed",
+            conversations=False,
+            embeddings=False,
+            typed_assistant_items=True,
+        )
+
+    @classmethod
+    def llamacpp_chat_only(cls) -> Quirks:
+        """llama.cpp from ``xllamacpp==0.2.8``: Chat Completions only."""
+        return cls(
+            responses=False,
+            background=False,
+            text_format=False,
+            sequence_numbers=False,
+            cancel_status=404,
+            retrieve_status=404,
+            incomplete_as="completed",
+            conversations=False,
+            embeddings=False,
+            max_completion_tokens=False,
+        )
+
+    @classmethod
+    def litellm_bridge(cls) -> Quirks:
+        """LiteLLM 1.106.12 with a ``llamafile/`` model: Responses bridged onto chat (so
+        ``text.format`` is honoured through ``response_format``)."""
+        return cls(
+            background=False,
+            sequence_numbers=False,
+            cancel_status=500,
+            retrieve_status=500,
+            response_id_length=457,
+            conversations=False,
+            embeddings=False,
+        )
+
+
+QUIRK_PRESETS: dict[str, Callable[[], Quirks]] = {
+    "openai": Quirks,
+    "llamacpp": Quirks.llamacpp,
+    "llamacpp-chat-only": Quirks.llamacpp_chat_only,
+    "litellm-bridge": Quirks.litellm_bridge,
+}
+
+
 @dataclass
 class Behaviour:
     """How the server answers; tests change it between (or during) requests."""
@@ -94,10 +202,13 @@ class Behaviour:
     """Pace of text deltas; None sends them as fast as the loop allows."""
     first_token_delay: float = 0.0
     structured_answers: deque[str] = field(default_factory=deque)
-    """Raw answers for json_schema requests, used in order; when empty, a valid default."""
+    """Raw answers for structured requests (Responses ``text.format`` json_schema, chat
+    ``response_format`` json_schema or json_object), used in order; when empty, a valid
+    default."""
     embedding_dimension: int = 64
     faults: list[Fault] = field(default_factory=list)
     http_errors: list[HttpError] = field(default_factory=list)
+    quirks: Quirks = field(default_factory=Quirks)
 
     def fail_next(
         self,
@@ -191,14 +302,74 @@ def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def _json_schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The schema of a structured-output request (Responses ``text.format`` or Chat
-    ``response_format``), or None."""
-    fmt = (body.get("text") or {}).get("format") or body.get("response_format") or {}
-    if fmt.get("type") != "json_schema":
-        return None
-    schema: dict[str, Any] = fmt.get("schema") or fmt.get("json_schema", {}).get("schema") or {}
-    return schema
+def _format_of(body: dict[str, Any], api: Api) -> dict[str, Any]:
+    """The requested output format: Responses ``text.format`` or chat ``response_format``."""
+    if api == "responses":
+        return dict((body.get("text") or {}).get("format") or {})
+    return dict(body.get("response_format") or {})
+
+
+def _schema_in(texts: list[str]) -> dict[str, Any] | None:
+    """The largest JSON schema (an object with ``properties``) written inside the prompt: a
+    json_object request states its schema in words, and a server that honours it answers JSON
+    that fits."""
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] | None = None
+    size = 0
+    for text in texts:
+        for start in (index for index, char in enumerate(text) if char == "{"):
+            try:
+                value, end = decoder.raw_decode(text, start)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and "properties" in value and end - start > size:
+                found, size = value, end - start
+    return found
+
+
+def _prompt_texts(body: dict[str, Any]) -> list[str]:
+    """Every text of a request's prompt: chat messages, Responses instructions and input."""
+    texts = [body["instructions"]] if isinstance(body.get("instructions"), str) else []
+    value = body.get("messages") or body.get("input") or []
+    items = [{"content": value}] if isinstance(value, str) else value
+    for item in items:
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(part["text"] for part in content if isinstance(part.get("text"), str))
+    return texts
+
+
+def _response_id(length: int | None) -> str:
+    if length is None:
+        return f"resp_{uuid.uuid4().hex}"
+    body = secrets.token_urlsafe(length)
+    return f"resp_{body[: length - 5]}"
+
+
+def _unsupported(status: int, verb: str) -> JSONResponse:
+    """What a server that lacks a Responses sub-path answers, body included."""
+    if status == 404:
+        return JSONResponse(NOT_FOUND_BODY, 404)
+    if status == 500:
+        message = (
+            "litellm.APIConnectionError: APIConnectionError: LlamafileException - "
+            f"{verb} responses is not supported for llamafile\n\nLiteLLM: model group "
+            f"'{hashlib.sha256(b'fake').hexdigest()}' failed with the error above. "
+            "No fallback was attempted."
+        )
+        body = {
+            "error": {
+                "message": message,
+                "type": "internal_server_error",
+                "param": None,
+                "code": "500",
+            }
+        }
+        return JSONResponse(body, 500)
+    message = f"{verb} responses is not supported"
+    return JSONResponse(_error_body(message, "invalid_request_error", str(status)), status)
 
 
 def _input_items(value: Any) -> list[dict[str, Any]]:
@@ -244,14 +415,25 @@ class Run:
     incomplete_details: dict[str, str] | None = None
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def background(self) -> bool:
-        return bool(self.body.get("background"))
+    background: bool = False
+    """Asked for and honoured: the run outlives its stream and can be cancelled by id."""
+    says_background: bool = True
+    """Responses carry a ``background`` field (servers that ignore it leave it out)."""
+    numbered: bool = True
+    """Events carry ``sequence_number``."""
+    limit: int | None = None
+    """``max_output_tokens``: the run stops after this many tokens."""
+    cut_as: Literal["incomplete", "completed"] = "incomplete"
 
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "failed", "incomplete", "cancelled")
+
+    @property
+    def item_status(self) -> str:
+        if self.status == "incomplete":
+            return "incomplete"
+        return "completed" if self.finished else "in_progress"
 
     def message(self, status: str) -> dict[str, Any]:
         content = [{"type": "output_text", "text": self.written, "annotations": [], "logprobs": []}]
@@ -273,13 +455,13 @@ class Run:
             "object": "response",
             "created_at": self.created_at,
             "status": self.status,
-            "background": self.background,
+            **({"background": self.background} if self.says_background else {}),
             "error": self.error,
             "incomplete_details": self.incomplete_details,
             "instructions": body.get("instructions"),
             "max_output_tokens": body.get("max_output_tokens"),
             "model": body.get("model", ""),
-            "output": [self.message("completed" if self.finished else "in_progress")]
+            "output": [self.message(self.item_status)]
             if self.written or self.status == "completed"
             else [],
             "parallel_tool_calls": True,
@@ -299,7 +481,8 @@ class Run:
         }
 
     def emit(self, event_type: str, **payload: Any) -> None:
-        self.events.append({"type": event_type, "sequence_number": len(self.events), **payload})
+        numbered = {"sequence_number": len(self.events)} if self.numbered else {}
+        self.events.append({"type": event_type, **numbered, **payload})
         self.changed.set()
         self.changed = asyncio.Event()
 
@@ -396,9 +579,18 @@ class FakeOpenAI:
         else:
             await asyncio.sleep(0)
 
-    def _answer_text(self, body: dict[str, Any]) -> str:
-        schema = _json_schema_of(body)
-        if schema is None:
+    def _answer_text(self, body: dict[str, Any], api: Api) -> str:
+        """The model's free text, or — for a structured request the server honours — the next
+        scripted answer, else JSON that fits the schema (json_schema: the request's; json_object:
+        the one the prompt states, if any)."""
+        fmt = _format_of(body, api)
+        quirks = self.behaviour.quirks
+        honoured = quirks.text_format if api == "responses" else quirks.chat_json_schema
+        if fmt.get("type") == "json_schema" and honoured:
+            schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema") or {}
+        elif fmt.get("type") == "json_object" and (api == "chat" or quirks.text_format):
+            schema = _schema_in(_prompt_texts(body)) or {"type": "object"}
+        else:
             return self.behaviour.text_for(body.get("model", ""))
         if self.behaviour.structured_answers:
             return self.behaviour.structured_answers.popleft()
@@ -431,10 +623,21 @@ class FakeOpenAI:
         body, error = await self._receive(request)
         if error is not None:
             return error
+        quirks = self.behaviour.quirks
+        if not quirks.responses:
+            return JSONResponse(NOT_FOUND_BODY, 404)
         if not isinstance(body.get("input"), str | list):
             # As OpenAI does: a body it cannot run is refused before anything is generated.
             message = "Invalid type for 'input': expected a string or an array."
             return JSONResponse(_error_body(message, "invalid_request_error"), 400)
+        if quirks.typed_assistant_items and any(
+            isinstance(item, dict) and item.get("role") == "assistant" and "type" not in item
+            for item in body["input"]
+            if isinstance(body["input"], list)
+        ):
+            message = "Cannot determine type of 'item'"
+            answer = {"error": {"code": 400, "message": message, "type": "invalid_request_error"}}
+            return JSONResponse(answer, 400)
         conversation = body.get("conversation")
         conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
         if conversation_id is not None and conversation_id not in self.conversations:
@@ -445,7 +648,18 @@ class FakeOpenAI:
         if conversation_id is not None:
             self.conversations[conversation_id].extend(_input_items(body.get("input")))
         fault = self.behaviour.take_fault("responses") if body.get("stream") else None
-        run = Run(f"resp_{uuid.uuid4().hex}", body, self._answer_text(body), fault)
+        limit = body.get("max_output_tokens")
+        run = Run(
+            _response_id(quirks.response_id_length),
+            body,
+            self._answer_text(body, "responses"),
+            fault,
+            background=bool(body.get("background")) and quirks.background,
+            says_background=quirks.background,
+            numbered=quirks.sequence_numbers,
+            limit=limit if isinstance(limit, int) else None,
+            cut_as=quirks.incomplete_as,
+        )
         self.runs[run.id] = run
         run.task = asyncio.create_task(self._produce(run, conversation_id))
         if body.get("stream"):
@@ -463,17 +677,24 @@ class FakeOpenAI:
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         where = {"item_id": run.item_id, "output_index": 0, "content_index": 0}
         run.emit("response.content_part.added", part=part, **where)
-        for index, token in enumerate(tokenize(run.text)):
+        tokens = tokenize(run.text)
+        cut = run.limit is not None and len(tokens) > run.limit
+        if run.limit is not None:
+            tokens = tokens[: run.limit]
+        for index, token in enumerate(tokens):
             if fault is not None and index >= fault.after:
                 self._fail(run, fault.kind)
                 return
             await self._pace(index)
             run.written += token
             run.emit("response.output_text.delta", delta=token, logprobs=[], **where)
+        if cut and run.cut_as == "incomplete":
+            run.status = "incomplete"
+            run.incomplete_details = {"reason": "max_output_tokens"}
         run.emit("response.output_text.done", text=run.written, logprobs=[], **where)
         run.emit("response.content_part.done", part={**part, "text": run.written}, **where)
-        run.emit("response.output_item.done", output_index=0, item=run.message("completed"))
-        output_tokens = len(tokenize(run.text))
+        run.emit("response.output_item.done", output_index=0, item=run.message(run.item_status))
+        output_tokens = len(tokens)
         input_tokens = _count_tokens(run.body.get("input"))
         run.usage = {
             "input_tokens": input_tokens,
@@ -482,6 +703,9 @@ class FakeOpenAI:
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens,
         }
+        if run.status == "incomplete":
+            run.emit("response.incomplete", response=run.snapshot())
+            return
         run.status = "completed"
         run.emit("response.completed", response=run.snapshot())
         if conversation_id in self.conversations:
@@ -528,16 +752,21 @@ class FakeOpenAI:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    async def _find_run(self, request: Request) -> Run | Response:
-        """The run the path names, or the answer to send instead (queued error, 404)."""
+    async def _find_run(self, request: Request, status: int | None, verb: str) -> Run | Response:
+        """The run the path names, or the answer to send instead (queued error, a server
+        without this path, 404)."""
         _body, error = await self._receive(request)
         if error is not None:
             return error
+        if not self.behaviour.quirks.responses:
+            return JSONResponse(NOT_FOUND_BODY, 404)
+        if status is not None:
+            return _unsupported(status, verb)
         run = self.runs.get(request.path_params["id"])
         return run if run is not None else _not_found("response", request.path_params["id"])
 
     async def _retrieve_response(self, request: Request) -> Response:
-        run = await self._find_run(request)
+        run = await self._find_run(request, self.behaviour.quirks.retrieve_status, "GET")
         if not isinstance(run, Run):
             return run
         if request.query_params.get("stream") == "true":
@@ -546,7 +775,7 @@ class FakeOpenAI:
         return JSONResponse(run.snapshot())
 
     async def _cancel_response(self, request: Request) -> Response:
-        run = await self._find_run(request)
+        run = await self._find_run(request, self.behaviour.quirks.cancel_status, "CANCEL")
         if not isinstance(run, Run):
             return run
         if not run.background:
@@ -570,8 +799,15 @@ class FakeOpenAI:
         body, error = await self._receive(request)
         if error is not None:
             return error
-        text = self._answer_text(body)
-        tokens = tokenize(text)
+        quirks = self.behaviour.quirks
+        tokens = tokenize(self._answer_text(body, "chat"))
+        limit = body.get("max_tokens")
+        if quirks.max_completion_tokens and body.get("max_completion_tokens") is not None:
+            limit = body["max_completion_tokens"]
+        finish = "stop"
+        if isinstance(limit, int) and len(tokens) > limit:
+            tokens, finish = tokens[:limit], "length"
+        text = "".join(tokens)
         prompt_tokens = _count_tokens(body.get("messages"))
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -588,7 +824,7 @@ class FakeOpenAI:
             for index in range(len(tokens)):
                 await self._pace(index)
             message = {"role": "assistant", "content": text, "refusal": None}
-            choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+            choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
             return JSONResponse(
                 {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
             )
@@ -608,7 +844,7 @@ class FakeOpenAI:
                         return
                 await self._pace(index)
                 yield chunk({"content": token}, None), True
-            yield chunk({}, "stop"), False
+            yield chunk({}, finish), False
             if include_usage:
                 last = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
                 yield _sse(last), False
@@ -628,6 +864,10 @@ class FakeOpenAI:
         body, error = await self._receive(request)
         if error is not None:
             return error
+        if not self.behaviour.quirks.embeddings:
+            message = "This server does not support embeddings. Start it with `--embeddings`"
+            answer = {"error": {"code": 501, "message": message, "type": "not_supported_error"}}
+            return JSONResponse(answer, 501)
         texts = [body["input"]] if isinstance(body["input"], str) else list(body["input"])
         dimension = body.get("dimensions") or self.behaviour.embedding_dimension
         data = []
@@ -653,6 +893,8 @@ class FakeOpenAI:
         body, error = await self._receive(request)
         if error is not None:
             return error
+        if not self.behaviour.quirks.conversations:
+            return JSONResponse(NOT_FOUND_BODY, 404)
         conversation_id = f"conv_{uuid.uuid4().hex}"
         self.conversations[conversation_id] = _input_items((body or {}).get("items"))
         return JSONResponse(
@@ -668,6 +910,8 @@ class FakeOpenAI:
         body, error = await self._receive(request)
         if error is not None:
             return error
+        if not self.behaviour.quirks.conversations:
+            return JSONResponse(NOT_FOUND_BODY, 404)
         conversation_id = request.path_params["id"]
         items = self.conversations.get(conversation_id)
         if items is None:
@@ -688,6 +932,8 @@ class FakeOpenAI:
         _body, error = await self._receive(request)
         if error is not None:
             return error
+        if not self.behaviour.quirks.conversations:
+            return JSONResponse(NOT_FOUND_BODY, 404)
         conversation_id = request.path_params["id"]
         if self.conversations.pop(conversation_id, None) is None:
             return _not_found("conversation", conversation_id)
@@ -722,9 +968,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--story-tokens", type=int, default=None, help="Stream this many word tokens per answer."
     )
+    parser.add_argument(
+        "--quirks",
+        choices=sorted(QUIRK_PRESETS),
+        default="openai",
+        help="Answer as this server type does (see Quirks).",
+    )
     args = parser.parse_args(argv)
     behaviour = Behaviour(
-        tokens_per_second=args.tokens_per_second, first_token_delay=args.first_token_delay
+        tokens_per_second=args.tokens_per_second,
+        first_token_delay=args.first_token_delay,
+        quirks=QUIRK_PRESETS[args.quirks](),
     )
     if args.story_tokens:
         words = tokenize(DEFAULT_STORY)
