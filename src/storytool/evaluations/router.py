@@ -47,6 +47,7 @@ async def update_evaluation(
 @router.get(
     "/evaluations/export",
     response_class=JsonLinesResponse,
+    status_code=200,  # JsonLinesResponse names no default the schema could read it from
     responses={
         200: {
             "content": {"application/jsonl": {}},
