@@ -53,7 +53,7 @@ def on_fake(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
         "STORYTOOL_OPENAI_BASE_URL": fake.base_url,
         "STORYTOOL_OPENAI_API_KEY": "test",
         "STORYTOOL_REFINE_MODEL": REFINE_MODEL,
-        "STORYTOOL_MAX_RESUME_STREAMS_PER_USER": str(STORIES),
+        "STORYTOOL_MAX_RESUME_STREAMS_PER_USER": "100",
         **extra,
     }
 
@@ -98,7 +98,11 @@ async def assert_carried_on(
     upstream: FakeOpenAI,
     database: Database,
     stories: list[list[Event]],
+    *,
+    owner: str | None = None,
 ) -> None:
+    """Every story read to its end through ``peer`` is whole and stored completed, by ``owner``
+    when given; each upstream run was started once."""
     rests = await asyncio.gather(*(resume(http, peer, events) for events in stories))
     for before, after in zip(stories, rests, strict=True):
         ids = [event.id for event in before + after]
@@ -110,7 +114,7 @@ async def assert_carried_on(
         assert await settled(database, conversation_id) is ConversationStatus.COMPLETED
         conversation, data = await database.conversation(conversation_id)
         assert data.story == REFINED
-        assert conversation.owner_instance == peer.name
+        assert owner is None or conversation.owner_instance == owner
     refines = [
         received
         for received in upstream.received("/v1/responses")
@@ -132,7 +136,7 @@ class TestAdoption:
         a, b = two
         stories = await begin(http, a, STORIES)
         a.kill()
-        await assert_carried_on(http, b, upstream, database, stories)
+        await assert_carried_on(http, b, upstream, database, stories, owner=b.name)
 
     async def test_a_drained_replica_hands_its_stories_over_at_once(
         self,
@@ -152,7 +156,31 @@ class TestAdoption:
         assert stopped < 5  # it did not wait for its stories to finish
         assert handed < 5  # the peer took them over well before A's 10 s lease would expire
         assert first.event == "delta"
-        await assert_carried_on(http, b, upstream, database, stories)
+        await assert_carried_on(http, b, upstream, database, stories, owner=b.name)
+
+    async def test_a_rolling_restart_cuts_no_story(
+        self,
+        replicas: Callable[..., Replica],
+        upstream: FakeOpenAI,
+        http: httpx.AsyncClient,
+        database: Database,
+    ):
+        upstream.behaviour.tokens_per_second = 6  # a refine of about 10 s: the restart fits in it
+        env = on_fake(upstream, STORYTOOL_INSTANCE_LEASE_S="10")
+        suffix = time.monotonic_ns()
+        a, b = replicas(f"ra-{suffix}", **env), replicas(f"rb-{suffix}", **env)
+        a.wait()
+        b.wait()
+        on_a, on_b = await asyncio.gather(begin(http, a, 25), begin(http, b, 25))
+        running = [*on_a, *on_b]
+
+        await asyncio.to_thread(a.terminate)  # A's stories go to B
+        a = replicas(f"ra-{suffix}", **env)
+        a.wait()
+        await asyncio.to_thread(b.terminate)  # B's, its own and A's, go to the new A
+        # Each story was written to its end by whichever replica held it then.
+        await assert_carried_on(http, a, upstream, database, running)
+        a.stop()
 
     @pytest.mark.parametrize("two", [{"STORYTOOL_REFINE_BACKGROUND": "false"}], indirect=True)
     async def test_without_background_runs_a_killed_story_ends_interrupted_with_its_text(

@@ -43,7 +43,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
@@ -52,6 +52,10 @@ from storytool.generation.schemas import Cancelled, Done, Error, EventPayload
 logger = logging.getLogger("storytool.generation")
 
 TERMINAL_EVENTS = frozenset({Done.event, Cancelled.event, Error.event})
+
+MAX_READERS = 10_000
+"""Connections this process may hold open to follow logs, one per waiting reader: as many
+streams as it serves at once, well under Redis' own limit (10,000 clients by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,16 @@ class RedisEventLog:
         self._maxlen = maxlen
         self._block_ms = int(block_s * 1000)
         self._next: dict[str, int] = {}
+        # Each reader blocks a connection of its own on XREAD; in the shared pool (100 by
+        # default) a hundred readers left no connection for the writers' appends.
+        pool = redis.connection_pool
+        self._readers = Redis(
+            connection_pool=ConnectionPool(
+                connection_class=pool.connection_class,
+                max_connections=MAX_READERS,
+                **pool.connection_kwargs,
+            )
+        )
 
     def _key(self, conversation_id: str) -> str:
         return f"{self._prefix}:events:{conversation_id}"
@@ -227,24 +241,30 @@ class RedisEventLog:
         if event_id is None:
             return 0
         self._next[conversation_id] = event_id + 1
-        logged = LoggedEvent(id=event_id, event=payload.event, data=payload.model_dump_json())
-        key = self._key(conversation_id)
-        fields = _fields(logged)
-        entry = f"{event_id}-0"
         try:
-            if event_id > 1 and not logged.terminal:  # the hot path: one round trip per delta
-                await self._redis.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
-                return event_id
-            expiry = self._retention_ms if logged.terminal else self._running_ttl_ms
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
-                pipe.pexpire(key, expiry)
-                await pipe.execute()
+            return await self._add(conversation_id, event_id, payload)
         except ResponseError:
             # The id is taken: another replica ended the log; its readers have their end.
             logger.warning("the events of %s were ended by another replica", conversation_id)
             del self._next[conversation_id]
             return 0
+        except BaseException:
+            self._next[conversation_id] = event_id  # not written: the next event takes its id
+            raise
+
+    async def _add(self, conversation_id: str, event_id: int, payload: EventPayload) -> int:
+        logged = LoggedEvent(id=event_id, event=payload.event, data=payload.model_dump_json())
+        key = self._key(conversation_id)
+        fields = _fields(logged)
+        entry = f"{event_id}-0"
+        if event_id > 1 and not logged.terminal:  # the hot path: one round trip per delta
+            await self._redis.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
+            return event_id
+        expiry = self._retention_ms if logged.terminal else self._running_ttl_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, fields, id=entry, maxlen=self._maxlen, approximate=True)
+            pipe.pexpire(key, expiry)
+            await pipe.execute()
         if logged.terminal:
             del self._next[conversation_id]
         return event_id
@@ -289,7 +309,7 @@ class RedisEventLog:
             if logged.terminal:
                 return
         while True:
-            answer = await self._redis.xread(
+            answer = await self._readers.xread(
                 {key: f"{position}-0"}, count=500, block=self._block_ms
             )
             if not answer:
@@ -305,6 +325,7 @@ class RedisEventLog:
 
     async def aclose(self) -> None:
         self._next.clear()
+        await self._readers.aclose()
 
 
 def _fields(logged: LoggedEvent) -> dict[FieldT, EncodableT]:
