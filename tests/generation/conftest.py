@@ -153,14 +153,17 @@ async def until_deltas(
     body: dict[str, Any],
     count: int,
     headers: dict[str, str] | None = None,
+    *,
+    stage: str = "refine",
 ) -> list[Event]:
-    """Starts a generation, reads up to its ``count``-th delta, then disconnects."""
+    """Starts a generation, reads up to its ``count``-th delta of ``stage``, then
+    disconnects."""
     seen: list[Event] = []
     async with client.stream("POST", "/api/generate", json=body, headers=headers) as response:
         assert response.status_code == 200
         async for event in read_events(response):
             seen.append(event)
-            if deltas(count)(seen):
+            if deltas(count, stage=stage)(seen):
                 break
     return seen
 

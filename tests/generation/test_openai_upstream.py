@@ -11,7 +11,16 @@ from pydantic import SecretStr
 from storytool.config import LLMProvider, Settings
 from storytool.models import ConversationStatus, StopReason
 from tests.fakes.openai_server import FakeOpenAI
-from tests.generation.conftest import Database, cancel_when, deltas, generate, serving, story_of
+from tests.generation.conftest import (
+    Database,
+    cancel_when,
+    deltas,
+    generate,
+    read_events,
+    serving,
+    story_of,
+    until_deltas,
+)
 
 DRAFT_MODEL = "ft:storytool-draft"
 REFINE_MODEL = "gpt-4o"
@@ -171,6 +180,32 @@ class TestUpstreamFailures:
             events = await generate(client, PROMPT)
         assert events[-1].event == "done"
         assert story_of(events) == REFINED
+
+
+class TestLiveDraft:
+    async def test_the_draft_streams_as_written_and_a_resume_mid_draft_replays_the_rest(
+        self, settings: Settings, upstream: FakeOpenAI, database: Database
+    ):
+        upstream.behaviour.tokens_per_second = 50
+        async with serving(on_fake(settings, upstream)) as client:
+            before = await until_deltas(client, PROMPT, 2, stage="draft")
+            conversation_id = before[0].data["conversation_id"]
+            async with client.stream(
+                "GET",
+                f"/api/generate/{conversation_id}/events",
+                headers={"Last-Event-ID": str(before[-1].id)},
+            ) as response:
+                after = [event async for event in read_events(response)]
+
+        events = before + after
+        assert [event.id for event in events] == list(range(1, len(events) + 1))
+        stages = [event.data["stage"] for event in events if event.event == "delta"]
+        assert stages == sorted(stages)  # every draft delta before the first of the refine
+        assert story_of(events, stage="draft") == DRAFT
+        assert story_of(events) == REFINED
+        _conversation, data = await database.conversation(conversation_id)
+        assert data.base_story == DRAFT
+        assert data.story == REFINED
 
 
 class TestCancelUpstream:
