@@ -6,6 +6,8 @@ import time
 import pytest
 
 from storytool.config import Settings
+from storytool.generation.classical_phrases import THEMES
+from storytool.generation.korean import fill
 from storytool.generation.story import StoryExtras, StoryRequest, build_writer
 from storytool.llm import build_client
 from storytool.llm.base import (
@@ -45,30 +47,33 @@ class TestDraft:
     async def test_is_a_classical_story_about_the_prompt_and_tags(self):
         events = await collect(provider().draft(request()))
         story = text_of(events)
-        assert "가난한 선비가 과거를 보러 가다" in story
-        assert "충효" in story
-        assert "모험" in story
-        assert any(word in story for word in ("화설", "각설", "차설"))
-        assert any(story.count(ending) for ending in ("하더라", "이로다", "하노라"))
+        assert story.startswith("화설. ")
+        assert "가난한 선비가 과거를 보러 가니, " in story  # the prompt as a clause
+        for tag in ("충효", "모험"):
+            theme = next(theme for theme in THEMES if tag in theme.tags)
+            assert any(fill(scene, {"hero": "선비"}) in story for scene in theme.scenes)
+        assert story.endswith(("더라.", "리오.", "노라.", "도다."))
         assert isinstance(events[-1], StreamFinished)
         assert events[-1].usage["output_chars"] == len(story)
 
-    async def test_same_request_same_story_and_different_prompt_different_story(self):
-        first = text_of(await collect(provider().draft(request())))
-        again = text_of(await collect(provider().draft(request())))
+    async def test_same_conversation_same_story_each_variant_its_own(self):
+        first = text_of(await collect(provider().draft(request(seed="conversation-1"))))
+        again = text_of(await collect(provider().draft(request(seed="conversation-1"))))
+        variant = text_of(await collect(provider().draft(request(seed="conversation-2"))))
         other = text_of(await collect(provider().draft(request(user_input="용왕의 딸을 만나다"))))
         assert first == again
-        assert first != other
+        assert variant != first
+        assert other != first
 
     async def test_longer_length_gives_a_longer_story(self):
         short = text_of(await collect(provider().draft(request(length="short"))))
         long = text_of(await collect(provider().draft(request(length="long"))))
         assert len(long) > len(short)
 
-    async def test_weaves_in_the_nearest_passages(self):
-        passage = "춘향이 옥중에서 이 도령을 기다리더라"
+    async def test_quotes_the_nearest_passage_whole(self):
+        passage = "춘향이 옥중에서 이 도령을 기다리더라."
         story = text_of(await collect(provider().draft(request(passages=[passage]))))
-        assert passage in story
+        assert "'춘향이 옥중에서 이 도령을 기다리더라'" in story
 
 
 class TestRefine:
@@ -132,12 +137,14 @@ class TestRefine:
 
 
 class TestExtrasAndTheRest:
-    async def test_extras_give_a_title_and_three_recommendations(self):
+    async def test_extras_give_a_bare_title_and_three_directions(self):
         extras = await provider().extras(request(), "화설. 이야기로다.")
         assert isinstance(extras, StoryExtras)
-        assert "가난한 선비" in extras.title
+        assert "선비" in extras.title
+        assert not set("〈〉《》") & set(extras.title)  # clients add their own brackets
         assert len(extras.recommendations) == 3
         assert len(set(extras.recommendations)) == 3
+        assert all(item.endswith("다") for item in extras.recommendations)
 
     async def test_says_it_is_offline(self):
         llm = provider()

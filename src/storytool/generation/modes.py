@@ -8,8 +8,9 @@
                 story again.
 ``continue``    the parent's story goes on from where it ends: the model reads the end of that
                 story (and the turns up to it as context); the new conversation stores only the
-                new text and points to its parent. A parent still being written, or one with no
-                text at all, is a 409.
+                new text, with the writer's direction as its input (empty when none was given:
+                the standing instruction the model then reads is never stored), and points to
+                its parent. A parent still being written, or one with no text at all, is a 409.
 
 Another user's parent answers 404, exactly like a missing one.
 """
@@ -32,14 +33,25 @@ CONTINUE_TAIL_CHARS = 2000
 people and its voice, while the prompt stays small. Earlier turns come as context anyway."""
 
 CONTINUE_INPUT = "앞의 이야기에 이어서 쓰시오."
-"""The stored input of a continuation the writer gave no direction for."""
+"""What the model is asked when the writer gave no direction. Never stored or shown: the
+continuation's stored input is then empty."""
 
 STORY_SO_FAR = "앞 이야기의 끝:"
 
 
-def continuation_prompt(user_input: str, story: str) -> str:
-    """What the model reads to continue ``story``: the direction, then the story's end."""
-    return f"{user_input}\n\n{STORY_SO_FAR}\n{story[-CONTINUE_TAIL_CHARS:]}"
+def continuation_prompt(direction: str, story: str) -> str:
+    """What the model reads to continue ``story``: the writer's direction (or the standing one),
+    then the story's end."""
+    return f"{direction or CONTINUE_INPUT}\n\n{STORY_SO_FAR}\n{story[-CONTINUE_TAIL_CHARS:]}"
+
+
+def continued_direction(prompt: str) -> str | None:
+    """The writer's direction in a :func:`continuation_prompt` ("" when none was given), or None
+    when ``prompt`` is not one: for a writer that composes rather than reads the prompt."""
+    direction, marker, _story_end = prompt.partition(f"\n\n{STORY_SO_FAR}\n")
+    if not marker:
+        return None
+    return "" if direction == CONTINUE_INPUT else direction
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +96,7 @@ async def plan_generation(
         return await planner.regenerate(parent)
     return await planner.continuation(
         parent,
-        user_input=request.user_input or CONTINUE_INPUT,
+        user_input=request.user_input or "",
         tags=request.tags,
         mode=GenerationMode.CONTINUE,
         parent_conversation_id=parent.id,
