@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +15,7 @@ import httpx
 import typer
 import uvicorn
 from pydantic import ValidationError
+from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
 from storytool.client import (
@@ -150,19 +153,51 @@ def db_upgrade(
     typer.echo(f"database at {revision}")
 
 
+class _ProgressLines:
+    """Progress as plain lines, one per tenth of the work, for output that is not a terminal (a
+    pipe, a log, CI): there a bar's redraws arrive as one garbled line."""
+
+    STEPS = 10
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._total = 0
+        self._done = 0
+        self._step = 0
+
+    def start(self, total: int) -> None:
+        self._total = total
+        typer.echo(f"{self._label}: 0/{total}")
+
+    def advance(self, count: int) -> None:
+        self._done += count
+        step = self._done * self.STEPS // max(self._total, 1)
+        if step > self._step or self._done >= self._total:
+            self._step = step
+            typer.echo(f"{self._label}: {self._done}/{self._total}")
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """``(start(total), advance(count))`` of a progress bar on a terminal, plain lines elsewhere."""
+    if not Console().is_terminal:
+        lines = _ProgressLines(label)
+        yield lines.start, lines.advance
+        return
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn()) as progress:
+        task = progress.add_task(label, total=None)
+        yield (
+            lambda total: progress.update(task, total=total),
+            lambda count: progress.advance(task, count),
+        )
+
+
 async def _build_index(settings: Settings, corpus: Path, name: str) -> Manifest:
     embedder = build_embedder(settings)
-    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
     try:
-        with Progress(*columns) as progress:
-            task = progress.add_task(f"embedding with {embedder.name}", total=None)
+        with _progress(f"embedding with {embedder.name}") as (start, advance):
             return await build_index(
-                settings,
-                corpus,
-                name=name,
-                embedder=embedder,
-                on_read=lambda count: progress.update(task, total=count),
-                on_batch=lambda count: progress.advance(task, count),
+                settings, corpus, name=name, embedder=embedder, on_read=start, on_batch=advance
             )
     finally:
         await embedder.aclose()

@@ -108,7 +108,9 @@ class TestCorpusFile:
             read_corpus(path)
 
 
-def test_the_cli_builds_an_index_with_a_progress_bar(search_settings: Settings):
+def test_the_cli_builds_an_index_reporting_progress_in_plain_lines_when_piped(
+    search_settings: Settings,
+):
     env = {
         **os.environ,
         "STORYTOOL_DATABASE_URL": search_settings.effective_database_url,
@@ -128,6 +130,10 @@ def test_the_cli_builds_an_index_with_a_progress_bar(search_settings: Settings):
     assert result.returncode == 0, result.stderr
     assert "index 'cli': 12 passages" in result.stdout
     assert "12/12" in result.stdout
+    # Not a terminal: a line per step, no bar redrawn over itself.
+    assert "\r" not in result.stdout
+    assert "━" not in result.stdout
+    assert "embedding with hashing" in result.stdout.splitlines()[0]
     assert index_paths(search_settings.index_dir, "cli")[0].exists()
 
 
