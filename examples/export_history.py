@@ -4,8 +4,9 @@
 
 Prints one line per thread, newest first: "<id>  <status>  <title>" (every page of the
 history), then exports the newest thread (or --thread) and prints "exported <path>", the
-Markdown file written in --out (default: the current folder). The base URL comes from --url,
-else $STORYTOOL_URL, else http://127.0.0.1:8000.
+Markdown file written in --out: by default the current folder, or data/exports/ (ignored by git)
+when that folder is this repository, so an export never lands among its files. The base URL comes
+from --url, else $STORYTOOL_URL, else http://127.0.0.1:8000.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from pathlib import Path
 
 from storytool.client import StorytoolClient
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def default_out() -> Path:
+    here = Path.cwd().resolve()
+    if here == REPOSITORY or REPOSITORY in here.parents:
+        return REPOSITORY / "data" / "exports"
+    return Path()
+
 
 async def main(args: argparse.Namespace) -> int:
     async with StorytoolClient(args.url) as client:
@@ -28,6 +38,7 @@ async def main(args: argparse.Namespace) -> int:
             print("no threads yet: write a story first")
             return 1
         thread_id = args.thread or threads[0].id
+        args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"storytool-{thread_id}.md"
         path.write_text(await client.export(thread_id, "md"), encoding="utf-8")
         print(f"exported {path}")
@@ -37,6 +48,6 @@ async def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thread", help="thread id to export (default: the newest)")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=default_out())
     parser.add_argument("--url", default=os.environ.get("STORYTOOL_URL", "http://127.0.0.1:8000"))
     sys.exit(asyncio.run(main(parser.parse_args())))

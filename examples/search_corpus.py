@@ -1,9 +1,11 @@
 """Search the corpus for passages like a query.
 
-    python examples/search_corpus.py "달밤에 이별하며 눈물을 흘리다" [--top-k 5] [--work 청운전]
+    python examples/search_corpus.py "달밤에 이별하며 눈물을 흘리다" [--top-k 5] [--work 월선회과록]
 
 Prints one block per passage found, closest first: "<score>  <work> <chapter>" and the
 passage's text, then "다음 이야기:" with the recommended directions for a story on the query.
+--work keeps the passages of one work, named as the corpus names it (the demo corpus has
+충노만석전, 월선회과록, 용왕강우기, ...); when nothing is found it says so on stderr.
 The server needs a built index (`make run` builds the demo one). The base URL comes from
 --url, else $STORYTOOL_URL, else http://127.0.0.1:8000.
 """
@@ -21,6 +23,9 @@ from storytool.client import StorytoolClient
 async def main(args: argparse.Namespace) -> int:
     async with StorytoolClient(args.url) as client:
         answer = await client.search(args.query, top_k=args.top_k, work=args.work)
+    if not answer.passages:
+        where = f" in a work named {args.work!r}" if args.work else ""
+        print(f"no passages found{where}", file=sys.stderr)
     for hit in answer.passages:
         print(f"{hit.score:.3f}  {hit.work} {hit.chapter or ''}\n    {hit.text}\n")
     print("다음 이야기:")
