@@ -40,7 +40,18 @@ when each delta arrives. Figures per target:
   load       the machine's 1-minute load average when the scenario ended (2 cores here)
 
 Then each target's CPU split into a fixed cost per story and a marginal cost per delta, solved
-from "10 streams" (50 deltas a story) and "10 x long" (1,000), which differ only in length.
+from "10 streams" (50 deltas a story) and "10 x long" (1,000), which differ only in length. In
+these, (c)'s deltas are counted from the refine's (its one-token draft streams before them).
+
+Then "realistic pace" (``--only realistic`` runs it alone): upstream streams that start after
+0.4 s and then write 60 tokens a second, a 300-token draft and a 300-token refine, at 1 and 10
+streams. What a user waits for is text on screen:
+
+  a  direct   the draft call (``POST /v1/chat/completions``) read by the load client: its first
+              token is when the upstream has text; "done" is when the draft call ends
+  b  relay    a minimal app that streams the draft call's deltas, then the refine's
+  c  storytool ``POST /api/generate``: first visible text is its first ``delta`` (the draft's),
+              done is its ``done`` event (after title and recommendations)
 """
 
 from __future__ import annotations
@@ -89,6 +100,10 @@ class Scenario:
     """Tokens per second of each upstream stream; None sends them as fast as it can."""
     tokens: int
     rounds: int = 1
+    first_token: float = 0.0
+    """Seconds before each upstream stream's first token."""
+    draft: int = 0
+    """Tokens of the draft call (0: a one-token draft)."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +142,22 @@ STORYTOOL = Target(
     "c storytool",
     "/api/generate",
     {"user_input": "이야기", "tags": []},
-    b"event: delta",
+    b'"stage":"refine"',
     b"event: done",
     b'"name":"refine","status":"started"',
 )
+DRAFT_DIRECT = Target(
+    "a direct (draft call)",
+    "/v1/chat/completions",
+    {"model": DRAFT_MODEL, "messages": [{"role": "user", "content": "이야기"}], "stream": True},
+    b'"delta": {"content": ',
+    b"[DONE]",
+)
+PIPELINE_RELAY = Target(
+    "b relay (draft, then refine)", "/relay-pipeline", {}, b"event: delta", b"event: done"
+)
+VISIBLE = Target("c storytool", STORYTOOL.path, STORYTOOL.body, b"event: delta", STORYTOOL.done)
+"""Storytool's first visible text: a delta of either stage."""
 
 
 @dataclass
@@ -139,6 +166,7 @@ class Stream:
     refine_started: float | None = None
     arrivals: list[float] = field(default_factory=list)
     completed: bool = False
+    ended: float = 0.0
 
 
 # --- the load client: raw sockets ------------------------------------------------------------
@@ -198,6 +226,7 @@ async def read_stream(port: int, target: Target) -> Stream:
                     result.refine_started = now
                 elif target.done in event:
                     result.completed = True
+                    result.ended = now
                     return result
     except (OSError, asyncio.IncompleteReadError, ValueError):
         return result
@@ -214,10 +243,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_fake(port: int, rate: float | None, tokens: int) -> None:
-    words = tokenize(DEFAULT_STORY)
-    story = " ".join(words[i % len(words)].strip() for i in range(tokens))
-    behaviour = Behaviour(story=story, texts={DRAFT_MODEL: "초고."}, tokens_per_second=rate)
+def words(count: int) -> str:
+    story = tokenize(DEFAULT_STORY)
+    return " ".join(story[i % len(story)].strip() for i in range(count))
+
+
+def serve_fake(
+    port: int, rate: float | None, tokens: int, first_token: float = 0.0, draft: int = 0
+) -> None:
+    """The fake upstream: ``tokens`` words a story; a one-token draft unless ``draft``."""
+    behaviour = Behaviour(
+        story=words(tokens),
+        texts={DRAFT_MODEL: words(draft) if draft else "초고."},
+        tokens_per_second=rate,
+        first_token_delay=first_token,
+    )
     fake = FakeOpenAI(behaviour, keep_records=False)
     uvicorn.run(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
 
@@ -243,6 +283,35 @@ def relay_app(upstream: str) -> FastAPI:
             )
             async with stream:
                 async for event in stream:
+                    if event.type == "response.output_text.delta":
+                        yield {"event": "delta", "data": json.dumps({"text": event.delta})}
+            yield {"event": "done", "data": "{}"}
+
+        return EventSourceResponse(events())
+
+    @app.post("/relay-pipeline")
+    async def relay_pipeline(request: Request) -> EventSourceResponse:
+        """The floor for a live draft: the draft call's deltas as they come, then the
+        refine's."""
+        client: openai.AsyncOpenAI = request.state.client
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            draft = await client.chat.completions.create(
+                model=DRAFT_MODEL, messages=[{"role": "user", "content": "이야기"}], stream=True
+            )
+            async with draft:
+                async for chunk in draft:
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            yield {
+                                "event": "delta",
+                                "data": json.dumps({"text": choice.delta.content}),
+                            }
+            refine = await client.responses.create(
+                model=REFINE_MODEL, input="이야기", stream=True, background=True
+            )
+            async with refine:
+                async for event in refine:
                     if event.type == "response.output_text.delta":
                         yield {"event": "delta", "data": json.dumps({"text": event.delta})}
             yield {"event": "done", "data": "{}"}
@@ -366,6 +435,26 @@ def report(scenario: Scenario, results: dict[str, Measured]) -> list[str]:
     return rows
 
 
+def report_visible(scenario: Scenario, results: dict[str, Measured]) -> list[str]:
+    """Time to the first visible text and to the end, per target; "added" is over the
+    upstream's own first token (the draft call read directly)."""
+    upstream = pct(
+        [s.arrivals[0] - s.sent for s in results[DRAFT_DIRECT.name].streams if s.arrivals], 50
+    )
+    load = os.getloadavg()[0]
+    rows = []
+    for name, measured in results.items():
+        first = [s.arrivals[0] - s.sent for s in measured.streams if s.arrivals]
+        ended = [s.ended - s.sent for s in measured.streams if s.completed]
+        rows.append(
+            f"| {scenario.name} | {name} | {pct(first, 50) * 1e3:.0f} "
+            f"({(pct(first, 50) - upstream) * 1e3:+.1f}) | {pct(first, 99) * 1e3:.0f} "
+            f"({(pct(first, 99) - upstream) * 1e3:+.1f}) | {pct(ended, 50):.2f} / "
+            f"{pct(ended, 99):.2f} | {len(ended)}/{len(measured.streams)} | {load:.1f} |"
+        )
+    return rows
+
+
 def cpu_split(short: dict[str, Measured], long: dict[str, Measured]) -> list[str]:
     """Each target's CPU as a fixed cost per story plus a marginal cost per delta, solved from
     two scenarios that differ only in story length (``c = story * stories + delta * deltas``)."""
@@ -385,11 +474,25 @@ def cpu_split(short: dict[str, Measured], long: dict[str, Measured]) -> list[str
     return rows
 
 
-async def run_scenario(scenario: Scenario, database_url: str) -> dict[str, Measured]:
+OVERHEAD_TARGETS = (
+    (DIRECT, "fake"),
+    (DIRECT_PIPELINE, "fake"),
+    (RELAY, "relay"),
+    (STORYTOOL, "app"),
+)
+VISIBLE_TARGETS = ((DRAFT_DIRECT, "fake"), (PIPELINE_RELAY, "relay"), (VISIBLE, "app"))
+
+
+async def run_scenario(
+    scenario: Scenario,
+    database_url: str,
+    targets: tuple[tuple[Target, str], ...] = OVERHEAD_TARGETS,
+) -> dict[str, Measured]:
     fake_port, relay_port, app_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{fake_port}/v1"
     rate = "none" if scenario.rate is None else str(scenario.rate)
-    fake = spawn(["-m", "bench.generation", "fake", str(fake_port), rate, str(scenario.tokens)])
+    pace = [rate, str(scenario.tokens), str(scenario.first_token), str(scenario.draft)]
+    fake = spawn(["-m", "bench.generation", "fake", str(fake_port), *pace])
     relay = spawn(["-m", "bench.generation", "relay", str(relay_port), upstream])
     app = spawn(
         [
@@ -420,12 +523,13 @@ async def run_scenario(scenario: Scenario, database_url: str) -> dict[str, Measu
         for port, process in ((fake_port, fake), (relay_port, relay), (app_port, app)):
             wait_listening(port, process)
         results: dict[str, Measured] = {}
-        for target, port, pid in (
-            (DIRECT, fake_port, fake.pid),
-            (DIRECT_PIPELINE, fake_port, fake.pid),
-            (RELAY, relay_port, relay.pid),
-            (STORYTOOL, app_port, app.pid),
-        ):
+        where = {
+            "fake": (fake_port, fake.pid),
+            "relay": (relay_port, relay.pid),
+            "app": (app_port, app.pid),
+        }
+        for target, server in targets:
+            port, pid = where[server]
             await measure(port, pid, target, Scenario("warm-up", 2, None, 3))
             results[target.name] = await measure(port, pid, target, scenario)
         return results
@@ -461,6 +565,27 @@ async def mariadb_database(admin_url: str, name: str = MARIADB_DATABASE) -> Asyn
         await admin.dispose()
 
 
+async def realistic(url: str, quick: bool) -> None:
+    """First visible text and completion at a real model's pace (module docstring)."""
+    print(
+        "\n| scenario | target | first text p50 ms (over upstream) | p99 ms (over upstream) "
+        "| done p50 / p99 s | complete | load |\n|---|---|---|---|---|---|---|"
+    )
+    for streams in (1, 10):
+        scenario = Scenario(
+            f"realistic, {streams} stream{'s' if streams > 1 else ''}",
+            streams,
+            60.0,
+            300,
+            rounds=(2 if quick else 10) if streams == 1 else (1 if quick else 3),
+            first_token=0.4,
+            draft=300,
+        )
+        results = await run_scenario(scenario, url, VISIBLE_TARGETS)
+        for row in report_visible(scenario, results):
+            print(row, flush=True)
+
+
 async def main_async(quick: bool, database: str, admin_url: str, only: set[str]) -> None:
     short = Scenario("10 streams", 10, None, 50, rounds=2 if quick else 5)
     long = Scenario("10 x long", 10, None, 200 if quick else 1000)
@@ -478,6 +603,9 @@ async def main_async(quick: bool, database: str, admin_url: str, only: set[str])
             url = await stack.enter_async_context(sqlite_database())
         await upgrade(url)
         print(f"database: {database}; started {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+        if only == {"realistic"}:
+            await realistic(url, quick)
+            return
         print(
             "| scenario | target | ttft p50 ms (added) | added over a+ ms "
             "| refine → first delta p50 ms (added) | delay p50 / p99 ms | gap p99 ms "
@@ -503,8 +631,14 @@ async def main_async(quick: bool, database: str, admin_url: str, only: set[str])
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "fake":
-        port, rate, tokens = sys.argv[2:5]
-        serve_fake(int(port), None if rate == "none" else float(rate), int(tokens))
+        port, rate, tokens, first_token, draft = sys.argv[2:7]
+        serve_fake(
+            int(port),
+            None if rate == "none" else float(rate),
+            int(tokens),
+            float(first_token),
+            int(draft),
+        )
         return
     if len(sys.argv) > 1 and sys.argv[1] == "relay":
         serve_relay(int(sys.argv[2]), sys.argv[3])
