@@ -60,8 +60,10 @@ STORY = "화설. 옛날 남원 땅에 한 선비가 있었으니, 글을 좋아�
 """About 1,000 characters, the size of a short story."""
 
 
-def judged_story(number: int) -> str:
-    return f"{number}번째 이야기. {STORY}"
+def judged_story(number: int, chars: int = 0) -> str:
+    """About 1,000 characters, or ``chars`` (the story repeated and cut) when given."""
+    story = f"{number}번째 이야기. {STORY}"
+    return (story * (chars // len(story) + 1))[:chars] if chars else story
 
 
 async def seed_judged(
@@ -74,9 +76,11 @@ async def seed_judged(
     judged_at_offset: timedelta = timedelta(0),
     per_thread: int = 100,
     batch: int = 5_000,
+    story_chars: int = 0,
 ) -> list[str]:
-    """``count`` judged conversations of ``user_id`` with the stories ``judged_story(n)``,
-    committed in bulk a batch at a time (the feedback export's tests and bench); their ids."""
+    """``count`` judged conversations of ``user_id`` with the stories
+    ``judged_story(n, story_chars)``, committed in bulk a batch at a time (the feedback export's
+    tests and bench); their ids."""
     engine = create_engine(Settings(), url=url)
     now = utcnow() + judged_at_offset
     ids: list[str] = []
@@ -91,6 +95,7 @@ async def seed_judged(
                 status=status,
                 now=now,
                 per_thread=per_thread,
+                story_chars=story_chars,
             )
     finally:
         await engine.dispose()
@@ -106,6 +111,7 @@ async def _insert_judged(
     status: ConversationStatus,
     now: datetime,
     per_thread: int,
+    story_chars: int,
 ) -> list[str]:
     threads: list[dict[str, Any]] = []
     conversations: list[dict[str, Any]] = []
@@ -133,7 +139,7 @@ async def _insert_judged(
                 "conversation_id": conversation_id,
                 "user_input": f"{user_id}의 {number}번째 줄거리",
                 "tags": ["사랑"],
-                "story": judged_story(number),
+                "story": judged_story(number, story_chars),
             }
         )
         verdicts.append(

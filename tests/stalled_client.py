@@ -1,5 +1,6 @@
 """A client that sends one request and then reads nothing, through a receive buffer of a few KB:
-a frozen browser tab, a stuck proxy or a hostile script, as the server sees it.
+a frozen browser tab, a stuck proxy or a hostile script, as the server sees it; and the
+``drops`` fixture, the clients the server has dropped for it.
 
 A plain non-blocking socket, not an asyncio stream: a stream's transport goes on reading into
 memory whatever the test does, so the server's sends would never wait. Here they fill the
@@ -10,7 +11,12 @@ send_buffer=...)``) and then block until the test reads or the server gives up.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
+from collections.abc import Iterator
+
+import pytest
 
 RECEIVE_BUFFER = 4096
 
@@ -63,3 +69,27 @@ class StalledClient:
 
     def close(self) -> None:
         self._sock.close()
+
+
+@pytest.fixture
+def drops() -> Iterator[list[str]]:
+    """The clients the server logs as dropped for not reading (``METHOD path`` of each)."""
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found = re.match(r"dropped the client of (\S+ \S+):", record.getMessage())
+            if found:
+                seen.append(found.group(1))
+
+    handler = Collect()
+    logger = logging.getLogger("storytool.api")
+    logger.addHandler(handler)
+    yield seen
+    logger.removeHandler(handler)
+
+
+async def until_dropped(drops: list[str], request: str, *, send_timeout_s: float) -> None:
+    async with asyncio.timeout(send_timeout_s + 30):
+        while request not in drops:
+            await asyncio.sleep(0.05)

@@ -17,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import logging
 import re
 import tracemalloc
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -33,7 +31,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server_thread import ServerThread
 from tests.generation.conftest import Database, generate, read_events, settled, story_of
 from tests.generation.test_openai_upstream import DRAFT, DRAFT_MODEL, PROMPT, REFINE_MODEL, on_fake
-from tests.stalled_client import StalledClient
+from tests.stalled_client import StalledClient, until_dropped
 
 READERS = 8
 BODY = json.dumps(
@@ -107,30 +105,6 @@ OTHER = {"X-User-Id": "other"}
 
 
 @pytest.fixture
-def drops() -> Iterator[list[str]]:
-    """What the server logs as it drops clients (``METHOD path`` of each)."""
-    seen: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            found = re.match(r"dropped the client of (\S+ \S+):", record.getMessage())
-            if found:
-                seen.append(found.group(1))
-
-    handler = Collect()
-    logger = logging.getLogger("storytool.api")
-    logger.addHandler(handler)
-    yield seen
-    logger.removeHandler(handler)
-
-
-async def until_dropped(drops: list[str], request: str) -> None:
-    async with asyncio.timeout(SEND_TIMEOUT_S + 30):
-        while request not in drops:
-            await asyncio.sleep(0.05)
-
-
-@pytest.fixture
 def frozen_settings(settings: Settings, fake_openai: FakeOpenAI) -> Settings:
     fake_openai.behaviour.texts = {DRAFT_MODEL: DRAFT, REFINE_MODEL: LONG_STORY}
     return on_fake(
@@ -158,8 +132,8 @@ class TestFrozenReaders:
             try:
                 conversation_id = conversation_of(await frozen.read_until(b"event: stage"))
                 async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-                    others = await generate(client, PROMPT, headers=OTHER)
-                await until_dropped(drops, "POST /api/generate")
+                    others = await generate(client, json.loads(BODY), headers=OTHER)
+                await until_dropped(drops, "POST /api/generate", send_timeout_s=SEND_TIMEOUT_S)
                 assert await settled(database, conversation_id) is ConversationStatus.COMPLETED
                 rest = await frozen.read_to_end()
             finally:
@@ -167,9 +141,11 @@ class TestFrozenReaders:
 
         assert b"event: done" not in rest  # cut off: the stream was far from its end
         _conversation, data = await database.conversation(conversation_id)
-        assert data.story == LONG_STORY
         assert others[-1].event == "done"
-        assert story_of(others) == LONG_STORY
+        # The frozen reader's story is all there, as the other user's (the same request to the
+        # same model server, whose long answer the length's token limit may cut).
+        assert data.story == story_of(others)
+        assert len(data.story) > 10_000
 
     async def test_a_frozen_replay_reader_is_dropped_and_gives_its_place_back(
         self, frozen_settings: Settings, drops: list[str]
@@ -183,7 +159,7 @@ class TestFrozenReaders:
                     await frozen.read_until(b"event: meta")
                     # One resumed stream per user here: the frozen one holds it.
                     refused = await client.get(path, headers=FROZEN)
-                    await until_dropped(drops, f"GET {path}")
+                    await until_dropped(drops, f"GET {path}", send_timeout_s=SEND_TIMEOUT_S)
                     rest = await frozen.read_to_end()
                 finally:
                     frozen.close()

@@ -14,9 +14,10 @@ from storytool.config import AuthMode, Settings
 from storytool.main import create_app
 from tests.fakes.server_thread import ServerThread
 from tests.generation.conftest import Event, database, fast_settings, read_events
+from tests.stalled_client import drops
 
-__all__ = ["database", "fast_settings"]
-"""Fixtures of the generation tests this folder uses."""
+__all__ = ["database", "drops", "fast_settings"]
+"""Fixtures of other folders this one uses."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from storytool.config import AuthMode, Settings
 from storytool.db.base import utcnow
 from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.evaluations.export import FeedbackExport
+from storytool.main import create_app
 from storytool.models import (
     Conversation,
     ConversationStatus,
@@ -26,6 +27,8 @@ from storytool.models import (
 )
 from tests.apps import app_client as running_app
 from tests.factories import judged_story, seed_judged
+from tests.fakes.server_thread import ServerThread
+from tests.stalled_client import StalledClient, until_dropped
 
 SYSTEM_PROMPT = "너는 조선 후기 고전 소설의 문체로 이야기를 쓰는 작가다."
 SECRET = "workflow-test-secret-0123456789abcdef"
@@ -169,3 +172,53 @@ class TestExport:
             )
             assert answer.status_code == 422
             assert answer.json()["error"]["field"] == field
+
+
+FROZEN_SEND_TIMEOUT_S = 10.0
+"""Far longer than five history pages take, so those are asked while the export still waits."""
+
+
+class TestFrozenReader:
+    """A client that stops reading the export holds no pooled connection while its socket is
+    full (the export reads a batch per short transaction and sends it after), and is dropped
+    once it has taken nothing for ``send_timeout_s``."""
+
+    async def test_with_a_pool_of_one_others_are_served_while_an_export_sits_unread(
+        self, settings: Settings, committed_url: str, drops: list[str]
+    ):
+        await seed_judged(committed_url, user_id="alice", count=150, story_chars=20_000, batch=50)
+        one_connection = settings.model_copy(
+            update={
+                "auth_mode": AuthMode.HEADER,
+                "db_pool_size": 1,
+                "db_max_overflow": 0,
+                "send_timeout_s": FROZEN_SEND_TIMEOUT_S,
+            }
+        )
+        with ServerThread(create_app(one_connection), send_buffer=4096) as server:
+            frozen = await StalledClient.request(
+                server.port, "GET", "/api/evaluations/export", headers={"X-User-Id": "alice"}
+            )
+            try:
+                # Its first line is out: the export is past its first query, its socket fills.
+                await frozen.read_until(b'{"messages"')
+                async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                    others = [
+                        await client.get(
+                            "/api/retrieveChatHistoryList", headers={"X-User-Id": "bob"}
+                        )
+                        for _ in range(5)
+                    ]
+                    ready = await client.get("/readyz")
+                waiting_meanwhile = "GET /api/evaluations/export" not in drops
+                await until_dropped(
+                    drops, "GET /api/evaluations/export", send_timeout_s=FROZEN_SEND_TIMEOUT_S
+                )
+                rest = await frozen.read_to_end()
+            finally:
+                frozen.close()
+
+        assert [answer.status_code for answer in others] == [200] * 5
+        assert ready.status_code == 200
+        assert waiting_meanwhile  # they were served while the export sat on a full socket
+        assert rest.count(b'{"messages"') < 150  # cut off when it was dropped
