@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from storytool.config import Settings
+from storytool.generation.offline_writer import OfflineWriter
 from storytool.generation.schemas import GenerateRequest
 from storytool.generation.service import StoryService, build_story_service
-from storytool.llm.offline import OfflineProvider
 from storytool.models import ConversationStatus, StopReason
 from tests.generation.conftest import Database
 
@@ -22,7 +22,7 @@ USER = "local"
 @pytest.fixture
 async def stories(settings: Settings, database: Database) -> AsyncIterator[StoryService]:
     slow = settings.model_copy(update={"offline_chars_per_second": 60.0})
-    service = build_story_service(slow, OfflineProvider(slow), database.sessionmaker)
+    service = build_story_service(slow, OfflineWriter(slow), database.sessionmaker)
     yield service
     await service.aclose()
 

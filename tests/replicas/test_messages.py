@@ -18,10 +18,10 @@ import pytest
 
 from storytool.config import Settings
 from storytool.generation.events import LoggedEvent
+from storytool.generation.offline_writer import OfflineWriter
 from storytool.generation.replicas import Replicas
 from storytool.generation.schemas import GenerateRequest
 from storytool.generation.service import StoryService, build_story_service
-from storytool.llm.offline import OfflineProvider
 from storytool.models import ConversationStatus
 from tests.generation.conftest import Database
 from tests.replicas.conftest import REDIS_URL
@@ -48,7 +48,7 @@ async def two(
                 "cancel_wait_s": CANCEL_WAIT_S,
             }
         )
-        service = build_story_service(replica, OfflineProvider(replica), database.sessionmaker)
+        service = build_story_service(replica, OfflineWriter(replica), database.sessionmaker)
         await service.open()
         services.append(service)
     yield services[0], services[1]
@@ -150,7 +150,7 @@ class TestLostMessages:
 async def test_without_redis_the_start_up_log_says_one_process_does_everything(
     settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
 ):
-    service = build_story_service(settings, OfflineProvider(settings), database.sessionmaker)
+    service = build_story_service(settings, OfflineWriter(settings), database.sessionmaker)
     with caplog.at_level(logging.INFO, logger="storytool.generation"):
         await service.open()
     await service.aclose()

@@ -90,6 +90,6 @@ def build_writer(settings: Settings, client: ModelClient | None) -> StoryWriter:
         from storytool.generation.model_writer import ModelWriter
 
         return ModelWriter(client, settings)
-    from storytool.llm.offline import OfflineProvider
+    from storytool.generation.offline_writer import OfflineWriter
 
-    return OfflineProvider(settings)
+    return OfflineWriter(settings)

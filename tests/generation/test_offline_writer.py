@@ -8,6 +8,7 @@ import pytest
 from storytool.config import Settings
 from storytool.generation.classical_phrases import THEMES
 from storytool.generation.korean import fill
+from storytool.generation.offline_writer import OfflineWriter
 from storytool.generation.story import StoryExtras, StoryRequest, build_writer
 from storytool.llm import build_client
 from storytool.llm.base import (
@@ -17,14 +18,13 @@ from storytool.llm.base import (
     TextDelta,
     UpstreamStarted,
 )
-from storytool.llm.offline import OfflineProvider
 from storytool.models import StopReason
 
 FAST = 100_000.0
 
 
-def provider(chars_per_second: float = FAST) -> OfflineProvider:
-    return OfflineProvider(
+def provider(chars_per_second: float = FAST) -> OfflineWriter:
+    return OfflineWriter(
         Settings(_env_file=None, offline_chars_per_second=chars_per_second)  # type: ignore[call-arg]
     )
 
@@ -156,7 +156,7 @@ def test_without_a_key_there_is_no_model_server_and_stories_are_composed_offline
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     client = build_client(settings)
     assert client is None
-    assert isinstance(build_writer(settings, client), OfflineProvider)
+    assert isinstance(build_writer(settings, client), OfflineWriter)
 
 
 async def test_refine_does_not_block_the_event_loop():

@@ -1,4 +1,4 @@
-"""The offline provider: streams stories composed without a language model or a network.
+"""The offline writer: streams stories composed without a language model or a network.
 
 It makes the embedded default and demos work end to end without a key. The stories come from
 :mod:`storytool.generation.classical` (the prompt read as a clause, the tags as themes, the
@@ -43,7 +43,7 @@ def _usage(request: StoryRequest, text: str) -> dict[str, int]:
     return {"input_chars": len(request.user_input), "output_chars": len(text)}
 
 
-class OfflineProvider(StoryWriter):
+class OfflineWriter(StoryWriter):
     name = "offline"
 
     def __init__(self, settings: Settings) -> None:
@@ -56,7 +56,8 @@ class OfflineProvider(StoryWriter):
         """Nothing to find out: the composer is always there."""
 
     async def draft(self, request: StoryRequest) -> AsyncIterator[StreamEvent]:
-        """The whole base story at once: nobody watches the draft being written."""
+        """The whole base story at once: it is composed, not written, so the screen has it at
+        once; the refine that replaces it streams at the configured pace."""
         story = compose_base_story(request)
         yield TextDelta(story, 0)
         yield StreamFinished(_usage(request, story))
