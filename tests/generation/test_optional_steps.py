@@ -12,8 +12,10 @@ import json
 import logging
 
 import pytest
+from sqlalchemy import text
 
 from storytool.config import Settings
+from storytool.db.engine import create_engine
 from storytool.models import ConversationStatus, StopReason
 from tests.fakes.openai_server import FakeOpenAI
 from tests.generation.conftest import Database, generate, serving, story_of
@@ -138,3 +140,50 @@ class TestNoCancelAfterAFailure:
         assert events[-1].event == "error"
         assert upstream.cancelled == []
         assert not [r for r in upstream.received("/v1/responses") if r.path.endswith("/cancel")]
+
+
+TITLE_TOO_LONG = (
+    "CREATE TRIGGER title_too_long BEFORE UPDATE ON conversation_data FOR EACH ROW "
+    "BEGIN IF NEW.title IS NOT NULL THEN "
+    "SIGNAL SQLSTATE '22001' SET MYSQL_ERRNO = 1406, MESSAGE_TEXT = 'Data too long for title'; "
+    "END IF; END"
+)
+
+
+class TestAValueThatDoesNotFit:
+    @pytest.mark.parametrize("backend_url", ["mariadb"], indirect=True)
+    async def test_a_data_error_ends_the_story_failed_at_once_not_as_the_database_away(
+        self,
+        settings: Settings,
+        committed_url: str,
+        upstream: FakeOpenAI,
+        database: Database,
+        caplog: pytest.LogCaptureFixture,
+    ):
+        """MariaDB's own 'Data too long' (1406), as a title longer than its column once caused:
+        the story ends ``failed`` with code ``data_error`` and its text, at once (no retrying
+        for minutes), and nothing says the database is away."""
+        engine = create_engine(Settings(), url=committed_url)
+        async with engine.begin() as connection:
+            await connection.execute(text(TITLE_TOO_LONG))
+        try:
+            async with serving(on_fake(settings, upstream)) as client:
+                events = await generate(client, PROMPT)
+                metrics = (await client.get("/metrics")).text
+        finally:
+            async with engine.begin() as connection:
+                await connection.execute(text("DROP TRIGGER IF EXISTS title_too_long"))
+            await engine.dispose()
+
+        assert events[-1].event == "error"
+        assert events[-1].data["code"] == "data_error"
+        conversation, data = await database.conversation(events[0].data["conversation_id"])
+        assert conversation.status is ConversationStatus.FAILED
+        assert "data_error" in (conversation.error or "")
+        assert data.story == REFINED
+        assert data.title is None
+        assert (
+            'storytool_generations_total{status="failed",stop_reason="data_error"} 1.0' in metrics
+        )
+        assert not [r for r in caplog.records if "database_unavailable" in r.getMessage()]
+        assert [r for r in caplog.records if "data_error" in r.getMessage()]
