@@ -630,6 +630,10 @@ class FakeOpenAI:
             # As OpenAI does: a body it cannot run is refused before anything is generated.
             message = "Invalid type for 'input': expected a string or an array."
             return JSONResponse(_error_body(message, "invalid_request_error"), 400)
+        temperature = body.get("temperature")
+        if temperature is not None and not isinstance(temperature, int | float):
+            message = "Invalid type for 'temperature': expected a number."
+            return JSONResponse(_error_body(message, "invalid_request_error"), 400)
         if quirks.typed_assistant_items and any(
             isinstance(item, dict) and item.get("role") == "assistant" and "type" not in item
             for item in body["input"]

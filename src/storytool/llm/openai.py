@@ -131,9 +131,11 @@ def _chat_messages(messages: list[Message]) -> list[ChatCompletionMessageParam]:
 
 
 def _input_items(messages: list[Message]) -> ResponseInputParam:
+    """Typed message items: llama.cpp refuses an assistant item without ``"type": "message"``
+    (400 "Cannot determine type of 'item'"); OpenAI takes either."""
     items: ResponseInputParam = []
     for message in messages:
-        items.append({"role": message.role, "content": message.content})
+        items.append({"type": "message", "role": message.role, "content": message.content})
     return items
 
 
@@ -201,13 +203,14 @@ class OpenAIClient(ModelClient):
             )
 
     async def _has_responses(self) -> bool:
-        """Asks ``/v1/responses`` with a body no server can run (``input`` must be text or a
-        list): a server without the endpoint says 404 (405, 501), one with it refuses the body
-        — no tokens spent either way."""
+        """Asks ``/v1/responses`` with a body no server runs (a temperature that is no number):
+        a server without the endpoint says 404 (405, 501), one with it refuses the body with a
+        400 — no tokens spent either way. (An ``input`` of the wrong type makes LiteLLM answer
+        500 whatever is behind it; this one it checks itself, as llama.cpp and OpenAI do.)"""
         try:
             await self._client.post(
                 "/responses",
-                body={"model": self._settings.refine_model, "input": 0},
+                body={"model": self._settings.refine_model, "input": "x", "temperature": "hot"},
                 cast_to=object,
             )
         except openai.APIStatusError as error:
@@ -418,7 +421,9 @@ class OpenAIClient(ModelClient):
                     stream=True,
                 )
 
-            stream = self._until_first_token(lambda: self._response_once(create, None))
+            stream = self._until_first_token(
+                lambda: self._response_once(create, None, max_tokens=max_tokens)
+            )
         else:
             stream = self.stream_chat(
                 model=model,
@@ -448,9 +453,13 @@ class OpenAIClient(ModelClient):
         self,
         open_stream: Callable[[], Awaitable[openai.AsyncStream[ResponseStreamEvent]]],
         resumed: str | None,
+        *,
+        max_tokens: int | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """One response stream. Whatever ends it early after :meth:`cancel` was asked for this
-        run is reported as the user's cancel, not as an upstream failure."""
+        run is reported as the user's cancel, not as an upstream failure. A run that used all
+        of ``max_tokens`` was cut, whether the server says ``incomplete`` (OpenAI) or
+        ``completed`` (llama.cpp says nothing else)."""
         response_id = resumed
         failure: ProviderError
         try:
@@ -472,7 +481,10 @@ class OpenAIClient(ModelClient):
                         yield TextDelta(event.delta, getattr(event, "sequence_number", None))
                     elif event.type == "response.completed":
                         usage = event.response.usage
-                        yield StreamFinished(_usage(usage.model_dump()) if usage else {})
+                        counts = _usage(usage.model_dump()) if usage else {}
+                        used = counts.get("output_tokens", 0)
+                        cut = max_tokens is not None and used >= max_tokens
+                        yield StreamFinished(counts, cut=cut)
                         await self._drain(stream)
                         return
                     elif event.type == "response.incomplete":
