@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from storytool import __version__
 from storytool.analysis import router as analysis_router
 from storytool.api import health, playground
+from storytool.api.docs import install_docs
 from storytool.api.errors import install_error_handlers
 from storytool.api.middleware import (
     MetricsMiddleware,
@@ -25,6 +26,8 @@ from storytool.search import router as search_router
 from storytool.threads import export as threads_export
 from storytool.threads import router as threads_router
 
+OPENAPI_URL = "/openapi.json"
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -34,9 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Writes Korean classical-style stories and streams them over Server-Sent Events.",
         lifespan=build_lifespan(settings, metrics),
-        # Without the schema FastAPI serves neither /docs nor /redoc: all three are 404.
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        openapi_url=OPENAPI_URL if settings.docs_enabled else None,
+        # FastAPI's pages load their assets from a CDN; install_docs serves them offline.
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.docs_enabled:  # else /docs, /redoc and /openapi.json are all 404
+        install_docs(app, openapi_url=OPENAPI_URL)
     install_error_handlers(app)
     # Added innermost first: the request id wraps everything, so even a 413 carries one.
     app.add_middleware(
