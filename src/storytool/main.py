@@ -8,7 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from storytool import __version__
 from storytool.analysis import router as analysis_router
 from storytool.api import health, playground
-from storytool.api.docs import install_docs
+from storytool.api.docs import describe_event_streams, install_docs
 from storytool.api.errors import install_error_handlers
 from storytool.api.middleware import (
     MetricsMiddleware,
@@ -74,4 +74,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         evaluations_router.router,
     ):
         app.include_router(api_router, responses=COMMON_ERRORS)
+    describe_event_streams(app)
     return app

@@ -132,3 +132,19 @@ def test_offline_the_page_shows_the_operations_and_asks_nothing_of_another_host(
             # ReDoc's sidebar logo comes from a CDN: the page's policy stops it unsent.
             assert any(url in error and "Content Security Policy" in error for error in errors)
     assert all("Content Security Policy" in error for error in errors), errors
+
+
+def test_swagger_ui_shows_the_request_example_and_the_events(
+    docs_server: ServerThread, offline_browser: WebDriver
+):
+    offline_browser.get(f"{docs_server.url}/docs#/generation/generate_api_generate_post")
+    operation = "#operations-generation-generate_api_generate_post"
+    shown = WebDriverWait(offline_browser, 30, poll_frequency=0.1).until(
+        lambda driver: [
+            element.text
+            for element in driver.find_elements(By.CSS_SELECTOR, f"{operation} pre")
+            if element.text
+        ]
+    )
+    assert any('"user_input": "한 선비가 과거 길에 올라 산적을 만나니"' in text for text in shown)
+    assert any("cancelled" in text and "partial_story" in text for text in shown)

@@ -19,7 +19,18 @@ PlotStageName = Literal["발단", "전개", "위기", "절정", "결말"]
 class AnalyzeRequest(RequestModel):
     """Exactly one of ``text`` and ``conversation_id`` (one of the caller's own stories)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": "화설 조선국 경상도 안동 땅에 윤 참판이라 하는 재상이 있으니 성품이 "
+                    "강직하고 청렴하여 고을 사람들이 다 우러러보더라."
+                },
+                {"conversation_id": "5f0c6f5e-8d1a-4b7e-9a51-2c3d4e5f6a7b"},
+            ]
+        },
+    )
 
     text: str | None = Field(default=None, description="The story to analyse.")
     conversation_id: Id | None = Field(

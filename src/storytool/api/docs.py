@@ -1,4 +1,5 @@
-"""``/docs`` (Swagger UI) and ``/redoc`` that work without a network.
+"""``/docs`` (Swagger UI) and ``/redoc`` that work without a network, and the event streams
+described in the schema they show.
 
 FastAPI's own pages load their scripts and styles from a CDN, so behind a firewall, on a plane or
 on a machine without internet they are blank. Here both pages load the same assets from the
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import re
+import textwrap
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from storytool.generation import events
 
 ASSETS_PATH = "/docs/assets"
 
@@ -84,3 +90,42 @@ def install_docs(app: FastAPI, *, openapi_url: str) -> None:
         return _offline(page)
 
     app.include_router(router)
+
+
+def _literal_block(docstring: str) -> str:
+    """The first literal block (the indented lines after a ``::``) of a docstring."""
+    lines = inspect.cleandoc(docstring).splitlines()
+    start = next(number for number, line in enumerate(lines) if line.endswith("::")) + 1
+    block: list[str] = []
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            break
+        block.append(line)
+    return textwrap.dedent("\n".join(block)).strip("\n")
+
+
+STREAM_DESCRIPTION = (
+    "A `text/event-stream`. Every event carries an integer `id:` (1, 2, 3… within the "
+    "conversation): after a dropped connection, `GET /api/generate/{conversation_id}/events` "
+    "with the header `Last-Event-ID` replays what was missed, then follows live. A `: ping` "
+    "comment keeps an idle stream open. The events, in order (payloads are JSON objects):\n\n"
+    f"```text\n{_literal_block(events.__doc__ or '')}\n```"
+)
+"""Read from :mod:`storytool.generation.events`, where the protocol is written down."""
+
+
+def describe_event_streams(app: FastAPI) -> None:
+    """Every answer of ``app``'s schema that is an event stream gets :data:`STREAM_DESCRIPTION`."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)  # built once, kept as app.openapi_schema
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("200", {})
+                if "text/event-stream" in answer.get("content", {}):
+                    answer["description"] = STREAM_DESCRIPTION
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -25,7 +25,20 @@ class Reason(StrEnum):
 
 
 class EvaluationUpdate(RequestModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "conversation_id": "5f0c6f5e-8d1a-4b7e-9a51-2c3d4e5f6a7b",
+                    "rating": "like",
+                    "reasons": ["style", "plot"],
+                    "comment": "문체가 옛 소설 같고 결말이 좋다",
+                },
+                {"conversation_id": "5f0c6f5e-8d1a-4b7e-9a51-2c3d4e5f6a7b", "rating": "none"},
+            ]
+        },
+    )
 
     conversation_id: Id
     rating: Rating = Field(description="like, dislike, or none to clear an earlier verdict.")

@@ -42,7 +42,27 @@ class GenerateRequest(RequestModel):
     writes what comes after that conversation's story, steered by ``user_input`` if given.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_input": "한 선비가 과거 길에 올라 산적을 만나니",
+                    "tags": ["모험", "의리"],
+                    "options": {"length": "short", "temperature": 0.8},
+                },
+                {
+                    "mode": "regenerate",
+                    "parent_conversation_id": "5f0c6f5e-8d1a-4b7e-9a51-2c3d4e5f6a7b",
+                },
+                {
+                    "mode": "continue",
+                    "parent_conversation_id": "5f0c6f5e-8d1a-4b7e-9a51-2c3d4e5f6a7b",
+                    "user_input": "산적의 두목이 선비의 옛 벗이었으니",
+                },
+            ]
+        },
+    )
 
     mode: GenerationMode = GenerationMode.NEW
     parent_conversation_id: Id | None = Field(default=None, validate_default=True)
@@ -75,7 +95,12 @@ class GenerateRequest(RequestModel):
 
 
 class CancelRequest(RequestModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"conversation_id": "5f0c6f5e-8d1a-4b7e-9a51-2c3d4e5f6a7b"}]
+        },
+    )
 
     conversation_id: Id
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from storytool.schemas import RequestModel
 
@@ -14,6 +14,15 @@ class SearchFilters(RequestModel):
 
 
 class SearchRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"query": "종이 주인의 원수를 갚으러 길을 떠나다", "top_k": 5},
+                {"query": "간신의 모함", "top_k": 3, "filters": {"work": "충노만석전"}},
+            ]
+        }
+    )
+
     query: str = Field(
         description="What to look for; a sentence or a scene in any wording. Must not be blank.",
     )

@@ -76,7 +76,12 @@ class ThreadDetail(BaseModel):
 
 
 class SelectVariantRequest(RequestModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"conversation_id": "5f0c6f5e-8d1a-4b7e-9a51-2c3d4e5f6a7b"}]
+        },
+    )
 
     conversation_id: Id
 
