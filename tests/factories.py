@@ -21,6 +21,7 @@ from storytool.models import (
     Rating,
     Thread,
 )
+from storytool.threads.service import open_thread
 
 
 async def create_thread(
@@ -46,10 +47,10 @@ async def create_conversation(
     tags: list[str] | None = None,
     **overrides: Any,
 ) -> Conversation:
+    thread = await open_thread(session, user_id=user_id, thread_id=thread_id)
     conversation = await ConversationRepository(session).start(
-        user_id=user_id, thread_id=thread_id, user_input=user_input, tags=tags or ["모험"]
+        thread=thread, user_input=user_input, tags=tags or ["모험"]
     )
-    assert conversation is not None, "thread_id must be one of the user's threads"
     for name, value in overrides.items():
         setattr(conversation, name, value)
     await session.flush()

@@ -24,16 +24,18 @@ class TestExactIds:
     async def test_a_user_id_in_another_case_is_another_user(self, session: AsyncSession):
         conversation = await create_conversation(session, user_id="dave")
         threads = ThreadRepository(session)
-        conversations = ConversationRepository(session)
         for other in ("DAVE", "Dave"):
             assert await threads.get(user_id=other, thread_id=conversation.thread_id) is None
             assert await threads.page(user_id=other, limit=10) == []
-            assert await conversations.get(user_id=other, conversation_id=conversation.id) is None
+            assert (
+                await threads.conversation_of(user_id=other, conversation_id=conversation.id)
+                is None
+            )
         assert await threads.get(user_id="dave", thread_id=conversation.thread_id) is not None
 
     async def test_an_id_in_another_case_is_another_id(self, session: AsyncSession):
         conversation = await create_conversation(session, user_id="dave")
-        found = await ConversationRepository(session).get(
+        found = await ThreadRepository(session).conversation_of(
             user_id="dave", conversation_id=conversation.id.upper()
         )
         thread = await ThreadRepository(session).get(
@@ -67,7 +69,9 @@ class TestExactIds:
             upstream_response_id=UPSTREAM_ID,
         )
         session.expunge_all()
-        stored = await conversations.get(user_id="dave", conversation_id=conversation.id)
+        stored = await ThreadRepository(session).conversation_of(
+            user_id="dave", conversation_id=conversation.id
+        )
         thread = await ThreadRepository(session).get(
             user_id="dave", thread_id=conversation.thread_id
         )

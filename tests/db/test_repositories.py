@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storytool.db.base import utcnow
+from storytool.errors import NotFound
 from storytool.evaluations.repository import EvaluationRepository
 from storytool.generation.repository import ConversationRepository
 from storytool.models import (
@@ -19,6 +20,7 @@ from storytool.models import (
     Thread,
 )
 from storytool.threads.repository import ThreadRepository
+from storytool.threads.service import open_thread
 from tests.factories import create_conversation, create_thread
 
 
@@ -28,10 +30,10 @@ async def count(session: AsyncSession, model: type) -> int:
 
 class TestStartConversation:
     async def test_creates_thread_conversation_and_data_together(self, session: AsyncSession):
+        thread = await open_thread(session, user_id="user-a", thread_id=None)
         conversation = await ConversationRepository(session).start(
-            user_id="user-a", thread_id=None, user_input="한 선비 이야기", tags=["선비"]
+            thread=thread, user_input="한 선비 이야기", tags=["선비"]
         )
-        assert conversation is not None
         assert conversation.status is ConversationStatus.IN_PROGRESS
         thread = await ThreadRepository(session).get(
             user_id="user-a", thread_id=conversation.thread_id
@@ -42,9 +44,8 @@ class TestStartConversation:
 
     async def test_a_failed_transaction_leaves_nothing_behind(self, session: AsyncSession):
         nested = await session.begin_nested()
-        await ConversationRepository(session).start(
-            user_id="user-a", thread_id=None, user_input="x", tags=[]
-        )
+        thread = await open_thread(session, user_id="user-a", thread_id=None)
+        await ConversationRepository(session).start(thread=thread, user_input="x", tags=[])
         await nested.rollback()
         assert await count(session, Thread) == 0
         assert await count(session, Conversation) == 0
@@ -52,10 +53,8 @@ class TestStartConversation:
 
     async def test_another_users_thread_is_refused(self, session: AsyncSession):
         thread = await create_thread(session, user_id="user-a")
-        started = await ConversationRepository(session).start(
-            user_id="user-b", thread_id=thread.id, user_input="x", tags=[]
-        )
-        assert started is None
+        with pytest.raises(NotFound):
+            await open_thread(session, user_id="user-b", thread_id=thread.id)
         assert await count(session, Conversation) == 0
 
     async def test_a_new_turn_moves_the_thread_to_the_top(self, session: AsyncSession):
@@ -79,7 +78,9 @@ class TestFinish:
             conversation_id=conversation.id, status=ConversationStatus.COMPLETED
         )
         session.expunge_all()
-        stored = await repository.get(user_id="user-a", conversation_id=conversation.id)
+        stored = await ThreadRepository(session).conversation_of(
+            user_id="user-a", conversation_id=conversation.id
+        )
         assert stored is not None
         assert stored.status is ConversationStatus.CANCELLED
         assert stored.stop_reason is StopReason.USER_CANCEL
@@ -153,7 +154,9 @@ class TestCascadeDelete:
         assert await count(session, Conversation) == 1
         assert await count(session, ConversationData) == 1
         assert await count(session, ContentEvaluation) == 0
-        assert await ConversationRepository(session).get(user_id="user-b", conversation_id=kept.id)
+        assert await ThreadRepository(session).conversation_of(
+            user_id="user-b", conversation_id=kept.id
+        )
 
     async def test_another_user_cannot_delete(self, session: AsyncSession):
         thread = await create_thread(session, user_id="user-a")
@@ -164,9 +167,10 @@ class TestCascadeDelete:
 class TestOwnership:
     async def test_another_users_rows_are_never_returned(self, session: AsyncSession):
         conversation = await create_conversation(session, user_id="user-a")
-        conversations = ConversationRepository(session)
         threads = ThreadRepository(session)
-        assert await conversations.get(user_id="user-b", conversation_id=conversation.id) is None
+        assert (
+            await threads.conversation_of(user_id="user-b", conversation_id=conversation.id) is None
+        )
         assert await threads.get(user_id="user-b", thread_id=conversation.thread_id) is None
         assert await threads.page(user_id="user-b", limit=100) == []
-        assert await conversations.get(user_id="user-a", conversation_id=conversation.id)
+        assert await threads.conversation_of(user_id="user-a", conversation_id=conversation.id)

@@ -24,9 +24,10 @@ from storytool.analysis.schemas import (
     StoryAnalysis,
 )
 from storytool.config import Settings
-from storytool.errors import Conflict, InvalidInput, NotFound
-from storytool.generation.repository import ConversationRepository
+from storytool.errors import Conflict, InvalidInput
+from storytool.generation.service import story_text_of
 from storytool.llm.base import ModelClient, ProviderError
+from storytool.threads.service import conversation_of
 
 READ_INSTRUCTIONS = (
     "You analyse a Korean story written in the style of Joseon-era classical fiction (고전 소설). "
@@ -138,12 +139,10 @@ class AnalysisService:
 
     async def _stored_story(self, *, user_id: str, conversation_id: str) -> str:
         async with self._sessionmaker() as session:
-            conversations = ConversationRepository(session)
-            found = await conversations.get(user_id=user_id, conversation_id=conversation_id)
-            if found is None:
-                raise NotFound("conversation not found", field="conversation_id")
-            data = await conversations.get_data(conversation_id=conversation_id)
-        story = data.story or data.base_story
+            conversation = await conversation_of(
+                session, user_id=user_id, conversation_id=conversation_id
+            )
+            story = await story_text_of(session, conversation=conversation)
         if not story or not story.strip():
             raise Conflict("the conversation has no story yet", field="conversation_id")
         return story

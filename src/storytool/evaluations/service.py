@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storytool.errors import InvalidInput, NotFound
 from storytool.evaluations.repository import EvaluationRepository
 from storytool.evaluations.schemas import Evaluation, Reason
-from storytool.generation.repository import ConversationRepository
 from storytool.models import Rating
+from storytool.threads.service import conversation_of
 
 
 class EvaluationService:
@@ -36,11 +36,9 @@ class EvaluationService:
             raise InvalidInput(
                 f"comment is longer than {self._max_comment_chars} characters", field="comment"
             )
-        conversation = await ConversationRepository(self._session).get(
-            user_id=user_id, conversation_id=conversation_id
+        conversation = await conversation_of(
+            self._session, user_id=user_id, conversation_id=conversation_id
         )
-        if conversation is None:
-            raise NotFound("conversation not found", field="conversation_id")
         try:
             stored = await EvaluationRepository(self._session).upsert(
                 conversation_id=conversation_id,

@@ -26,7 +26,7 @@ from storytool.generation.repository import ConversationRepository
 from storytool.generation.schemas import GenerateRequest
 from storytool.generation.story import StoryRequest, Turn
 from storytool.models import Conversation, ConversationStatus, GenerationMode
-from storytool.threads.repository import ThreadRepository
+from storytool.threads.service import conversation_of, thread_of
 
 CONTINUE_TAIL_CHARS = 2000
 """How much of the parent story's end the model reads to continue it: enough for the scene, its
@@ -85,11 +85,12 @@ async def plan_generation(
     if request.mode is GenerationMode.NEW:
         return await planner.new()
     assert request.parent_conversation_id is not None  # the schema requires it for this mode
-    parent = await planner.conversations.get(
-        user_id=user_id, conversation_id=request.parent_conversation_id
+    parent = await conversation_of(
+        session,
+        user_id=user_id,
+        conversation_id=request.parent_conversation_id,
+        field="parent_conversation_id",
     )
-    if parent is None:
-        raise NotFound("no such conversation", field="parent_conversation_id")
     if request.thread_id is not None and request.thread_id != parent.thread_id:
         raise InvalidInput("the parent conversation is in another thread", field="thread_id")
     if request.mode is GenerationMode.REGENERATE:
@@ -113,7 +114,7 @@ class _Planner:
         history_turns: int,
     ) -> None:
         self.conversations = ConversationRepository(session)
-        self._threads = ThreadRepository(session)
+        self._session = session
         self._user_id = user_id
         self._request = request
         self._history_turns = history_turns
@@ -128,7 +129,7 @@ class _Planner:
         )
 
     async def _remote_id(self, thread_id: str) -> str | None:
-        thread = await self._threads.get(user_id=self._user_id, thread_id=thread_id)
+        thread = await thread_of(self._session, user_id=self._user_id, thread_id=thread_id)
         return None if thread is None else thread.remote_conversation_id
 
     async def new(self) -> Plan:
@@ -137,8 +138,8 @@ class _Planner:
         history: list[Turn] = []
         remote_id = None
         if self._request.thread_id is not None:
-            thread = await self._threads.get(
-                user_id=self._user_id, thread_id=self._request.thread_id
+            thread = await thread_of(
+                self._session, user_id=self._user_id, thread_id=self._request.thread_id
             )
             if thread is None:
                 raise NotFound("no such thread", field="thread_id")
@@ -161,9 +162,7 @@ class _Planner:
         data = await self.conversations.get_data(conversation_id=first.id)
         tags = list(data.tags)
         if first.mode is GenerationMode.CONTINUE and first.parent_conversation_id is not None:
-            continued = await self.conversations.get(
-                user_id=self._user_id, conversation_id=first.parent_conversation_id
-            )
+            continued = await self._own(first.parent_conversation_id)
             if continued is not None:
                 return await self.continuation(
                     continued,
@@ -201,7 +200,7 @@ class _Planner:
                 field="parent_conversation_id",
             )
         data = await self.conversations.get_data(conversation_id=continued.id)
-        story = data.story or data.base_story
+        story = data.text
         if not story:
             raise Conflict(
                 "that conversation has no story to continue", field="parent_conversation_id"
@@ -230,7 +229,13 @@ class _Planner:
             or conversation.parent_conversation_id is None
         ):
             return conversation
-        first = await self.conversations.get(
-            user_id=self._user_id, conversation_id=conversation.parent_conversation_id
-        )
+        first = await self._own(conversation.parent_conversation_id)
         return conversation if first is None else first
+
+    async def _own(self, conversation_id: str) -> Conversation | None:
+        try:
+            return await conversation_of(
+                self._session, user_id=self._user_id, conversation_id=conversation_id
+            )
+        except NotFound:
+            return None

@@ -51,7 +51,7 @@ from storytool.llm.base import (
 )
 from storytool.logging import conversation_id_var
 from storytool.models import ConversationData, ConversationStatus, StopReason
-from storytool.threads.repository import ThreadRepository
+from storytool.threads.service import thread_of, touch_thread
 
 logger = logging.getLogger("storytool.generation")
 
@@ -419,9 +419,7 @@ class Pipeline:
                 thread_id=job.thread_id, remote_id=created
             ):
                 return created
-            thread = await ThreadRepository(session).get(
-                user_id=job.user_id, thread_id=job.thread_id
-            )
+            thread = await thread_of(session, user_id=job.user_id, thread_id=job.thread_id)
         # Another turn of this thread created one at the same moment; keep theirs.
         await self._remote.delete_conversation(created)
         return thread.remote_conversation_id if thread is not None else None
@@ -552,12 +550,10 @@ class Pipeline:
             if values:
                 await conversations.save_data(conversation_id=job.conversation_id, **values)
             if extras is not None:
-                await ThreadRepository(session).touch(thread_id=job.thread_id, title=extras.title)
+                await touch_thread(session, thread_id=job.thread_id, title=extras.title)
             if not won:
-                ended = await conversations.get(
-                    user_id=job.user_id, conversation_id=job.conversation_id
-                )
-                return ended.status if ended is not None else ConversationStatus.INTERRUPTED
+                ended = await conversations.status(conversation_id=job.conversation_id)
+                return ended or ConversationStatus.INTERRUPTED
         return None
 
     async def _save_failed(self, job: Job, progress: _Progress, end: _End) -> None:

@@ -24,7 +24,6 @@ from storytool.models import (
     StopReason,
     Thread,
 )
-from storytool.threads.repository import ThreadRepository
 
 
 def _group_first(conversation: type[Conversation]) -> ColumnElement[str]:
@@ -74,8 +73,7 @@ class ConversationRepository:
     async def start(
         self,
         *,
-        user_id: str,
-        thread_id: str | None,
+        thread: Thread,
         user_input: str,
         tags: list[str],
         owner_instance: str | None = None,
@@ -83,19 +81,9 @@ class ConversationRepository:
         mode: GenerationMode = GenerationMode.NEW,
         parent_conversation_id: str | None = None,
         options: dict[str, Any] | None = None,
-    ) -> Conversation | None:
-        """Creates the conversation, and its thread when ``thread_id`` is None, in the caller's
-        transaction. None when ``thread_id`` is not one of the user's threads."""
-        threads = ThreadRepository(self.session)
-        if thread_id is None:
-            thread = Thread(id=new_id(), user_id=user_id)
-            self.session.add(thread)
-        else:
-            found = await threads.get(user_id=user_id, thread_id=thread_id)
-            if found is None:
-                return None
-            thread = found
-            await threads.touch(thread_id=thread.id)
+    ) -> Conversation:
+        """Creates the conversation in ``thread`` (perhaps new, not yet flushed), in the caller's
+        transaction."""
         conversation = Conversation(
             id=new_id(),
             thread_id=thread.id,
@@ -111,13 +99,12 @@ class ConversationRepository:
         await self.session.flush()  # one flush: the thread, the conversation, then its data
         return conversation
 
-    async def get(self, *, user_id: str, conversation_id: str) -> Conversation | None:
-        result = await self.session.execute(
-            select(Conversation)
-            .join(Thread, Thread.id == Conversation.thread_id)
-            .where(Conversation.id == conversation_id, Thread.user_id == user_id)
+    async def status(self, *, conversation_id: str) -> ConversationStatus | None:
+        """Where a conversation stands (None once its thread is deleted)."""
+        found: ConversationStatus | None = await self.session.scalar(
+            select(Conversation.status).where(Conversation.id == conversation_id)
         )
-        return result.scalar_one_or_none()
+        return found
 
     async def get_data(self, *, conversation_id: str) -> ConversationData:
         """The conversation's data with the deferred story columns loaded."""

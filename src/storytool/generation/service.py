@@ -43,7 +43,8 @@ from storytool.generation.schemas import CancelResponse, Error, GenerateRequest,
 from storytool.generation.story import StoryRequest, StoryWriter
 from storytool.llm.base import ModelClient
 from storytool.metrics import Metrics
-from storytool.models import ConversationStatus, StopReason
+from storytool.models import Conversation, ConversationStatus, StopReason
+from storytool.threads.service import conversation_of, open_thread
 
 logger = logging.getLogger("storytool.generation")
 
@@ -58,6 +59,13 @@ INTERRUPTED = Error(
         "written so far is saved and can be continued (mode: continue)"
     ),
 )
+
+
+async def story_text_of(session: AsyncSession, *, conversation: Conversation) -> str | None:
+    """The story of a conversation (:func:`storytool.models.story_text`), for other domains."""
+    data = await ConversationRepository(session).get_data(conversation_id=conversation.id)
+    return data.text
+
 
 HISTORY_TURNS = 6
 """Earlier turns sent as context: enough for a story to continue its thread, few enough that the
@@ -179,9 +187,10 @@ class StoryService:
                     history_turns=HISTORY_TURNS,
                     max_input_chars=self._settings.max_input_chars,
                 )
+                # 404 if the thread was deleted a moment ago.
+                thread = await open_thread(session, user_id=user_id, thread_id=plan.thread_id)
                 conversation = await ConversationRepository(session).start(
-                    user_id=user_id,
-                    thread_id=plan.thread_id,
+                    thread=thread,
                     user_input=plan.user_input,
                     tags=plan.tags,
                     owner_instance=self.instance_id,
@@ -190,8 +199,6 @@ class StoryService:
                     parent_conversation_id=plan.parent_conversation_id,
                     options=request.options.model_dump(),
                 )
-                if conversation is None:  # the thread was deleted a moment ago
-                    raise NotFound("no such thread", field="thread_id")
             job = Job(
                 user_id=user_id,
                 thread_id=conversation.thread_id,
@@ -225,11 +232,7 @@ class StoryService:
         kept (its story is in the history); 429 when the user holds
         ``max_resume_streams_per_user`` resume streams open here already."""
         async with self._sessionmaker() as session:
-            conversation = await ConversationRepository(session).get(
-                user_id=user_id, conversation_id=conversation_id
-            )
-        if conversation is None:
-            raise NotFound("no such conversation", field="conversation_id")
+            await conversation_of(session, user_id=user_id, conversation_id=conversation_id)
         last = await self._events.last(conversation_id)
         if last is None:
             raise NotFound(
@@ -278,12 +281,9 @@ class StoryService:
         """Cancels durably, stops the task, and answers with what was saved once it has been.
         Twice gives the same answer; a conversation that ended otherwise is a 409."""
         async with self._sessionmaker.begin() as session:
-            conversations = ConversationRepository(session)
-            found = await conversations.get(user_id=user_id, conversation_id=conversation_id)
-            if found is None:
-                raise NotFound("no such conversation", field="conversation_id")
+            found = await conversation_of(session, user_id=user_id, conversation_id=conversation_id)
             owner, before = found.owner_instance, found.status
-            await conversations.finish(
+            await ConversationRepository(session).finish(
                 conversation_id=conversation_id,
                 status=ConversationStatus.CANCELLED,
                 stop_reason=StopReason.USER_CANCEL,
@@ -295,11 +295,11 @@ class StoryService:
         elif before in (ConversationStatus.IN_PROGRESS, ConversationStatus.CANCELLED):
             await self._stop_remote(conversation_id, owner)
         async with self._sessionmaker() as session:
-            conversations = ConversationRepository(session)
-            conversation = await conversations.get(user_id=user_id, conversation_id=conversation_id)
-            if conversation is None:  # the thread was deleted meanwhile
-                raise NotFound("no such conversation", field="conversation_id")
-            data = await conversations.get_data(conversation_id=conversation_id)
+            # 404 if the thread was deleted meanwhile.
+            conversation = await conversation_of(
+                session, user_id=user_id, conversation_id=conversation_id
+            )
+            data = await ConversationRepository(session).get_data(conversation_id=conversation_id)
         if conversation.status is not ConversationStatus.CANCELLED:
             raise Conflict(
                 f"the generation already ended ({conversation.status})", field="conversation_id"

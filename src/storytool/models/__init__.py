@@ -6,7 +6,7 @@ from storytool.models.conversation import (
     GenerationMode,
     StopReason,
 )
-from storytool.models.conversation_data import ConversationData
+from storytool.models.conversation_data import ConversationData, story_text
 from storytool.models.evaluation import ContentEvaluation, Rating
 from storytool.models.passage import Passage
 from storytool.models.thread import Thread
@@ -21,4 +21,5 @@ __all__ = [
     "Rating",
     "StopReason",
     "Thread",
+    "story_text",
 ]

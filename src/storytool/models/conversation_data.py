@@ -11,6 +11,12 @@ if TYPE_CHECKING:
     from storytool.models.conversation import Conversation
 
 
+def story_text(story: str | None, base_story: str | None) -> str | None:
+    """The one rule for what a conversation's story is: the refined text, else the draft; an
+    empty one counts as none (a refine cancelled before its first word leaves ``""``)."""
+    return story or base_story or None
+
+
 class ConversationData(Base):
     """What was asked and what was written, one row per conversation.
 
@@ -31,3 +37,8 @@ class ConversationData(Base):
     recommendations: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
 
     conversation: Mapped[Conversation] = relationship(back_populates="data", lazy="raise")
+
+    @property
+    def text(self) -> str | None:
+        """:func:`story_text` of this row (its story columns loaded)."""
+        return story_text(self.story, self.base_story)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Response
 
 from storytool.api.deps import UserDep
-from storytool.models import ConversationStatus
+from storytool.models import ConversationStatus, story_text
 from storytool.schemas import Id
 from storytool.threads.router import ThreadServiceDep
 from storytool.threads.schemas import ThreadDetail
@@ -64,7 +64,7 @@ def to_markdown(thread: ThreadDetail) -> str:
         lines.append("")
         if turn.tags:
             lines += ["태그: " + ", ".join(turn.tags), ""]
-        lines += [turn.story or turn.base_story or "", ""]
+        lines += [story_text(turn.story, turn.base_story) or "", ""]
         if turn.status is not ConversationStatus.COMPLETED:
             lines += [f"*({turn.status.value})*", ""]
         if turn.recommendations:

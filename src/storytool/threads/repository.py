@@ -11,7 +11,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from storytool.db.base import utcnow
+from storytool.db.base import new_id, utcnow
 from storytool.models import (
     ContentEvaluation,
     Conversation,
@@ -65,6 +65,21 @@ class ThreadRepository:
             select(Thread).where(Thread.id == thread_id, Thread.user_id == user_id)
         )
         return result.scalar_one_or_none()
+
+    async def conversation_of(self, *, user_id: str, conversation_id: str) -> Conversation | None:
+        """The conversation when its thread is the user's: what owning a conversation means."""
+        result = await self.session.execute(
+            select(Conversation)
+            .join(Thread, Thread.id == Conversation.thread_id)
+            .where(Conversation.id == conversation_id, Thread.user_id == user_id)
+        )
+        return result.scalar_one_or_none()
+
+    def add(self, *, user_id: str) -> Thread:
+        """A new thread of the user's, written with the caller's next flush."""
+        thread = Thread(id=new_id(), user_id=user_id)
+        self.session.add(thread)
+        return thread
 
     async def page(
         self, *, user_id: str, limit: int, after: ThreadKey | None = None

@@ -1,9 +1,11 @@
-"""The caller's story history: list, detail and delete.
+"""The caller's story history: list, detail and delete; and who owns what.
 
-Every read filters by the caller's user id, so another user's thread answers exactly like a
-missing one (404). Reads cost a constant number of queries whatever the page or thread size:
-the list is one keyset query with correlated subqueries for each thread's figures; the detail is
-the thread plus one joined query over its conversations.
+A thread is its user's, and a conversation is the user's whose thread holds it: the functions
+below are the one way every domain asks that (in the caller's session and transaction), so another
+user's thread or conversation answers exactly like a missing one (404) everywhere. Every read
+filters by the caller's user id. Reads cost a constant number of queries whatever the page or
+thread size: the list is one keyset query with correlated subqueries for each thread's figures;
+the detail is the thread plus one joined query over its conversations.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.errors import NotFound
 from storytool.evaluations.schemas import Evaluation
-from storytool.generation.repository import ConversationRepository
+from storytool.models import Conversation, Thread
 from storytool.threads.cursor import CursorSigner
 from storytool.threads.repository import ThreadRepository
 from storytool.threads.schemas import (
@@ -28,6 +30,40 @@ from storytool.threads.schemas import (
 from storytool.threads.variants import VariantRepository, group_variants
 
 logger = logging.getLogger("storytool.threads")
+
+
+async def conversation_of(
+    session: AsyncSession, *, user_id: str, conversation_id: str, field: str = "conversation_id"
+) -> Conversation:
+    """The user's conversation; 404 naming ``field`` for a missing one or another user's."""
+    found = await ThreadRepository(session).conversation_of(
+        user_id=user_id, conversation_id=conversation_id
+    )
+    if found is None:
+        raise NotFound("no such conversation", field=field)
+    return found
+
+
+async def open_thread(session: AsyncSession, *, user_id: str, thread_id: str | None) -> Thread:
+    """The thread a new conversation goes into: the user's ``thread_id``, marked active, or a
+    new one (written with the caller's next flush); 404 for a thread not the user's."""
+    threads = ThreadRepository(session)
+    if thread_id is None:
+        return threads.add(user_id=user_id)
+    found = await threads.get(user_id=user_id, thread_id=thread_id)
+    if found is None:
+        raise NotFound("no such thread", field="thread_id")
+    await threads.touch(thread_id=found.id)
+    return found
+
+
+async def thread_of(session: AsyncSession, *, user_id: str, thread_id: str) -> Thread | None:
+    return await ThreadRepository(session).get(user_id=user_id, thread_id=thread_id)
+
+
+async def touch_thread(session: AsyncSession, *, thread_id: str, title: str | None = None) -> None:
+    """New activity in the thread; its title set from ``title`` if it has none yet."""
+    await ThreadRepository(session).touch(thread_id=thread_id, title=title)
 
 
 class RemoteConversations(Protocol):
@@ -123,11 +159,9 @@ class ThreadService:
         """Makes the conversation its input's pick (the detail shows it), in a transaction of
         its own like every write of this service."""
         async with self._sessionmaker.begin() as session:
-            conversation = await ConversationRepository(session).get(
-                user_id=user_id, conversation_id=conversation_id
+            conversation = await conversation_of(
+                session, user_id=user_id, conversation_id=conversation_id
             )
-            if conversation is None:
-                raise NotFound("conversation not found", field="conversation_id")
             first = await VariantRepository(session).select(conversation=conversation)
         return SelectedVariant(conversation_id=conversation_id, input_conversation_id=first)
 
