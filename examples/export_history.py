@@ -40,7 +40,7 @@ async def main(args: argparse.Namespace) -> int:
         thread_id = args.thread or threads[0].id
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"storytool-{thread_id}.md"
-        path.write_text(await client.export(thread_id, "md"), encoding="utf-8")
+        path.write_text(await client.export_thread(thread_id, "md"), encoding="utf-8")
         print(f"exported {path}")
     return 0
 

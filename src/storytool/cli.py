@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -31,13 +31,16 @@ from storytool.client import (
 )
 from storytool.config import ENV_PREFIX, AuthMode, Settings, describe_settings_error
 from storytool.db import migrations
+from storytool.evaluations.schemas import Reason
 from storytool.generation.story import StoryLength
 from storytool.llm import build_client
 from storytool.llm.base import Capabilities, ProviderError
 from storytool.logging import logging_config
+from storytool.models import Rating
 from storytool.search.builder import CorpusError, build_index
 from storytool.search.embedders import EmbeddingError, build_embedder
 from storytool.search.index import Manifest
+from storytool.threads.export import UNTITLED
 
 app = typer.Typer(help="Storytool: streamed Korean classical-style stories.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -237,26 +240,29 @@ class StoryLengthChoice(StrEnum):
     LONG = "long"
 
 
-@app.command()
-def generate(
-    prompt: Annotated[str, typer.Argument(help="What the story is about.")],
-    url: Annotated[str, typer.Option(help="A running Storytool server.")] = "http://127.0.0.1:8000",
-    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for several.")] = None,
-    thread_id: Annotated[str | None, typer.Option(help="Continue this thread.")] = None,
-    length: Annotated[
-        StoryLengthChoice, typer.Option(help="Story length.")
-    ] = StoryLengthChoice.MEDIUM,
-    user: Annotated[str | None, typer.Option(help="X-User-Id (auth_mode=header).")] = None,
-    token: Annotated[
-        str | None, typer.Option(help="Bearer token (auth_mode=jwt).", envvar="STORYTOOL_TOKEN")
-    ] = None,
+ServerUrl = Annotated[
+    str, typer.Option("--url", help="A running Storytool server.", envvar="STORYTOOL_URL")
+]
+User = Annotated[str | None, typer.Option("--user", help="X-User-Id (auth_mode=header).")]
+Token = Annotated[
+    str | None,
+    typer.Option("--token", help="Bearer token (auth_mode=jwt).", envvar="STORYTOOL_TOKEN"),
+]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _call(
+    url: str, user: str | None, token: str | None, work: Callable[[StorytoolClient], Awaitable[int]]
 ) -> None:
-    """Stream a story from a running server to the terminal (story on stdout, the rest on
-    stderr)."""
+    """Runs ``work`` with a client of the server and exits with its code; a server that cannot be
+    reached or refuses the request is a message on stderr and exit code 1."""
+
+    async def run() -> int:
+        async with StorytoolClient(url, user_id=user, token=token) as client:
+            return await work(client)
+
     try:
-        code = asyncio.run(
-            _stream_story(url, prompt, tag or [], thread_id, length.value, user, token)
-        )
+        code = asyncio.run(run())
     except httpx.TransportError as exc:
         typer.echo(f"cannot reach {url}: {exc}", err=True)
         code = 1
@@ -266,40 +272,140 @@ def generate(
     raise typer.Exit(code=code)
 
 
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the story is about.")],
+    url: ServerUrl = DEFAULT_URL,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for several.")] = None,
+    thread_id: Annotated[str | None, typer.Option(help="Continue this thread.")] = None,
+    length: Annotated[
+        StoryLengthChoice, typer.Option(help="Story length.")
+    ] = StoryLengthChoice.MEDIUM,
+    user: User = None,
+    token: Token = None,
+) -> None:
+    """Stream a story from a running server to the terminal (story on stdout, the rest on
+    stderr)."""
+    _call(
+        url,
+        user,
+        token,
+        lambda client: _stream_story(client, prompt, tag or [], thread_id, length.value),
+    )
+
+
 async def _stream_story(
-    url: str,
+    client: StorytoolClient,
     prompt: str,
     tags: list[str],
     thread_id: str | None,
     length: StoryLength,
-    user: str | None,
-    token: str | None,
 ) -> int:
     """Prints the story as it streams (resumed by the client if the connection drops); the
     exit code. The draft streams first, dimmed, to stderr; the refined story, which replaces it,
     to stdout, so ``storytool generate ... > story.txt`` keeps the finished text alone."""
-    async with StorytoolClient(url, user_id=user, token=token) as client:
-        stream = client.generate(prompt, tags=tags, thread_id=thread_id, length=length)
-        async for event in stream:
-            match event:
-                case MetaEvent():
-                    typer.echo(f"thread {event.thread_id}", err=True)
-                case StageEvent(name="draft", status="started"):
-                    typer.secho("[초고]", err=True, bold=True)
-                case StageEvent(name="refine", status="started"):
-                    typer.secho("\n[다듬은 이야기]", err=True, bold=True)
-                case DeltaEvent(stage="draft"):
-                    typer.secho(event.text, nl=False, err=True, dim=True)
-                case DeltaEvent():
-                    typer.echo(event.text, nl=False)
-                case TitleEvent():
-                    typer.echo(f"\n\n《{event.title}》")
-                case RecommendationsEvent():
-                    typer.echo("".join(f"\n· {item}" for item in event.items))
-                case CancelledEvent():
-                    typer.echo("\n[cancelled]", err=True)
-                    return 1
-                case ErrorEvent():
-                    typer.echo(f"\n[error {event.code}] {event.message}", err=True)
-                    return 1
+    stream = client.generate(prompt, tags=tags, thread_id=thread_id, length=length)
+    async for event in stream:
+        match event:
+            case MetaEvent():
+                typer.echo(
+                    f"thread {event.thread_id} conversation {event.conversation_id}", err=True
+                )
+            case StageEvent(name="draft", status="started"):
+                typer.secho("[초고]", err=True, bold=True)
+            case StageEvent(name="refine", status="started"):
+                typer.secho("\n[다듬은 이야기]", err=True, bold=True)
+            case DeltaEvent(stage="draft"):
+                typer.secho(event.text, nl=False, err=True, dim=True)
+            case DeltaEvent():
+                typer.echo(event.text, nl=False)
+            case TitleEvent():
+                typer.echo(f"\n\n《{event.title}》")
+            case RecommendationsEvent():
+                typer.echo("".join(f"\n· {item}" for item in event.items))
+            case CancelledEvent():
+                typer.echo("\n[cancelled]", err=True)
+                return 1
+            case ErrorEvent():
+                typer.echo(f"\n[error {event.code}] {event.message}", err=True)
+                return 1
     return 0
+
+
+@app.command()
+def history(url: ServerUrl = DEFAULT_URL, user: User = None, token: Token = None) -> None:
+    """List your story threads, most recently active first: id, last activity (UTC), status of
+    the latest story, number of stories, title."""
+
+    async def listing(client: StorytoolClient) -> int:
+        async for thread in client.history():
+            typer.echo(
+                "  ".join(
+                    [
+                        thread.id,
+                        thread.updated_at.strftime("%Y-%m-%d %H:%M"),
+                        thread.last_status or "-",
+                        str(thread.conversation_count),
+                        thread.title or UNTITLED,
+                    ]
+                )
+            )
+        return 0
+
+    _call(url, user, token, listing)
+
+
+@app.command()
+def evaluate(
+    conversation_id: Annotated[str, typer.Argument(help="The story's conversation id.")],
+    rating: Annotated[Rating, typer.Argument(help="none clears an earlier verdict.")],
+    reason: Annotated[
+        list[Reason] | None, typer.Option(help="Why; repeat for several.", show_choices=True)
+    ] = None,
+    comment: Annotated[str | None, typer.Option(help="A comment of your own.")] = None,
+    url: ServerUrl = DEFAULT_URL,
+    user: User = None,
+    token: Token = None,
+) -> None:
+    """Like or dislike one of your stories. Reasons and comment replace the earlier ones."""
+
+    async def verdict(client: StorytoolClient) -> int:
+        stored = await client.evaluate(conversation_id, rating.value, comment, reasons=reason or [])
+        reasons = ", ".join(stored.reasons) or "no reasons"
+        typer.echo(f"{stored.conversation_id}: {stored.rating} ({reasons})")
+        return 0
+
+    _call(url, user, token, verdict)
+
+
+class ExportFormatChoice(StrEnum):
+    MD = "md"
+    JSON = "json"
+
+
+@app.command()
+def export(
+    thread_id: Annotated[str, typer.Argument(help="The thread to export.")],
+    format: Annotated[
+        ExportFormatChoice, typer.Option(help="md (Markdown) or json.")
+    ] = ExportFormatChoice.MD,
+    out: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Write to this file, not stdout.")
+    ] = None,
+    url: ServerUrl = DEFAULT_URL,
+    user: User = None,
+    token: Token = None,
+) -> None:
+    """Export one of your threads with all its stories, to stdout or to --out."""
+
+    async def download(client: StorytoolClient) -> int:
+        text = await client.export_thread(thread_id, format.value)
+        if out is None:
+            typer.echo(text, nl=not text.endswith("\n"))
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"exported {out}", err=True)
+        return 0
+
+    _call(url, user, token, download)

@@ -21,9 +21,11 @@ typed exceptions below, carrying the server's ``code``, ``message`` and ``field`
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -58,11 +60,11 @@ from storytool._client.events import (
     parse,
 )
 from storytool.analysis.schemas import AnalyzeResponse
-from storytool.evaluations.schemas import Evaluation
+from storytool.evaluations.schemas import Evaluation, Reason
 from storytool.generation.schemas import CancelResponse
 from storytool.generation.story import StoryLength
 from storytool.search.schemas import SearchResponse
-from storytool.threads.schemas import HistoryPage, ThreadDetail, ThreadSummary
+from storytool.threads.schemas import HistoryPage, SelectedVariant, ThreadDetail, ThreadSummary
 
 __all__ = [
     "APIError",
@@ -77,7 +79,9 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "Reason",
     "RecommendationsEvent",
+    "SelectedVariant",
     "ServerError",
     "ServiceUnavailable",
     "StageEvent",
@@ -232,22 +236,62 @@ class StorytoolClient:
         )
         return ThreadDetail.model_validate(response.json())
 
-    async def export(self, thread_id: str, format: Literal["md", "json"] = "md") -> str:
+    async def export_thread(self, thread_id: str, format: Literal["md", "json"] = "md") -> str:
         """The thread as a Markdown document or as JSON text, as the download would save it."""
         response = await self._request(
             "GET", f"/api/threads/{thread_id}/export", params={"format": format}
         )
         return response.text
 
+    async def select_variant(self, conversation_id: str) -> SelectedVariant:
+        """Marks that story as the chosen variant of its input (the others stay in the thread)."""
+        response = await self._request(
+            "POST", "/api/selectVariant", json={"conversation_id": conversation_id}
+        )
+        return SelectedVariant.model_validate(response.json())
+
     async def evaluate(
         self,
         conversation_id: str,
         rating: Literal["like", "dislike", "none"],
         comment: str | None = None,
+        *,
+        reasons: Sequence[Reason | str] = (),
     ) -> Evaluation:
-        body = {"conversation_id": conversation_id, "rating": rating, "comment": comment}
+        """Stores the caller's verdict on a story; ``comment`` and ``reasons`` (see
+        :class:`Reason`) replace the earlier ones, so send them all each time."""
+        body = {
+            "conversation_id": conversation_id,
+            "rating": rating,
+            "comment": comment,
+            "reasons": list(reasons),
+        }
         response = await self._request("POST", "/api/updateEvaluation", json=body)
         return Evaluation.model_validate(response.json())
+
+    async def export_feedback(
+        self,
+        *,
+        rating: Literal["like", "dislike"] = "like",
+        since: datetime | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The caller's judged, completed stories as OpenAI chat fine-tuning examples (one dict
+        per story, ``{"messages": [...]}``), read as the server streams them; an admin's token
+        gets every user's."""
+        params: dict[str, Any] = {"rating": rating}
+        if since is not None:
+            params["since"] = since.isoformat()
+        request = self._http.build_request("GET", "/api/evaluations/export", params=params)
+        response = await self._http.send(request, stream=True)
+        try:
+            if response.is_error:
+                await response.aread()
+                raise api_error(response)
+            async for line in response.aiter_lines():
+                if line:
+                    yield json.loads(line)
+        finally:
+            await response.aclose()
 
     async def delete(self, thread_id: str) -> None:
         await self._request("DELETE", "/api/deleteThread", params={"thread_id": thread_id})

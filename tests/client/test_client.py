@@ -128,7 +128,7 @@ class TestErrors:
 
         for attempt in (
             bob.detail(meta.thread_id),
-            bob.export(meta.thread_id),
+            bob.export_thread(meta.thread_id),
             bob.delete(meta.thread_id),
             bob.evaluate(meta.conversation_id, "like"),
             collect(bob.resume(meta.conversation_id)),
