@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from storytool.config import AuthMode, Settings
 from storytool.db.base import utcnow
 from storytool.db.engine import create_engine, create_sessionmaker
-from storytool.evaluations.export import FeedbackExport
+from storytool.evaluations.export import EXPORT_BATCH_ROWS, FeedbackExport
 from storytool.main import create_app
 from storytool.models import (
     Conversation,
@@ -70,6 +70,34 @@ class TestMemory:
         # one batch of rows and one line at a time.
         assert streamed_bytes > 25_000_000
         assert peak < streamed_bytes / 5, (peak, streamed_bytes)
+
+
+class TestBatches:
+    async def test_everyones_export_walks_each_user_in_batches_with_each_story_once(
+        self, committed_url: str
+    ):
+        # Each user's verdicts share one instant (bulk-made), and batches end mid-user.
+        counts = {"alice": 150, "bob": EXPORT_BATCH_ROWS, "carol": 5}
+        for user_id, count in counts.items():
+            await seed_judged(committed_url, user_id=user_id, count=count)
+        engine = create_engine(Settings(), url=committed_url)
+        export = FeedbackExport(create_sessionmaker(engine), system_prompt=SYSTEM_PROMPT)
+        try:
+            prompts = [
+                checked_example(line)[1]["content"].partition("\n")[0]
+                async for line in export.lines(user_id=None, rating=Rating.LIKE, since=None)
+            ]
+        finally:
+            await engine.dispose()
+        expected = [
+            f"줄거리: {user_id}의 {number}번째 줄거리"
+            for user_id, count in counts.items()
+            for number in range(count)
+        ]
+        assert sorted(prompts) == sorted(expected)  # each once
+        assert [prompt.split("의")[0] for prompt in prompts] == [
+            prompt.split("의")[0] for prompt in expected
+        ]  # user by user
 
 
 @pytest.fixture

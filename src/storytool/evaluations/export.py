@@ -12,12 +12,13 @@ also carries the end of the story it continued, as at generation time. Cancelled
 interrupted stories are left out: their cut-off text would teach the model to stop mid-sentence.
 
 Rows are read :data:`EXPORT_BATCH_ROWS` at a time, each batch in its own short transaction
-(a keyset over the verdicts' ``(user_id, rating, updated_at)`` index, ``id`` breaking ties), and
-the lines of a batch are sent before the next is read. So memory stays flat whatever the number
-of rows, and no pooled connection waits on a client that reads slowly or not at all: a
-long-lived cursor held one for as long as the socket stayed full, and two such clients starved
-a small pool. The export covers the verdicts given up to its start, each once: a verdict changed
-while it runs moves past that point and is left to the next export (``since``).
+(a keyset over the verdicts' ``(user_id, rating, updated_at)`` index:
+:meth:`EvaluationRepository.judged_stories`), and the lines of a batch are sent before the next
+is read. So memory stays flat whatever the number of rows, and no pooled connection waits on a
+client that reads slowly or not at all: a long-lived cursor held one for as long as the socket
+stayed full, and two such clients starved a small pool. The export covers the verdicts given up
+to its start, each once: a verdict changed while it runs moves past that point and is left to the
+next export (``since``).
 """
 
 from __future__ import annotations
@@ -27,22 +28,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from storytool.db.base import utcnow
+from storytool.evaluations.repository import EvaluationRepository, ExportKey
 from storytool.generation.modes import continuation_prompt
 from storytool.generation.prompts import draft_prompt
 from storytool.generation.story import StoryLength, StoryRequest
-from storytool.models import (
-    ContentEvaluation,
-    Conversation,
-    ConversationData,
-    ConversationStatus,
-    GenerationMode,
-    Rating,
-)
+from storytool.models import Rating
 
 EXPORT_BATCH_ROWS = 100
 """Rows read per transaction: enough that the export is not bound by round trips, few enough that
@@ -60,25 +53,36 @@ class FeedbackExport:
     async def lines(
         self, *, user_id: str | None, rating: Rating, since: datetime | None
     ) -> AsyncIterator[str]:
-        """JSON lines for the verdicts of ``user_id`` (of everyone when None) with ``rating``,
-        given or changed at or after ``since``, oldest verdict first.
+        """JSON lines for the verdicts of ``user_id`` (of everyone when None, user by user) with
+        ``rating``, given or changed at or after ``since``, oldest verdict first.
 
         Opens its own sessions, one per batch: the response streams after the request's handler
         has returned, and between batches it holds no connection.
         """
-        statement = _statement(user_id=user_id, rating=rating, since=since, until=utcnow())
-        after: tuple[datetime, str] | None = None
+        until = utcnow()
+        after: ExportKey | None = None
         while True:
             async with self._sessionmaker() as session:
-                rows = (
-                    await session.execute(_after(statement, after).limit(EXPORT_BATCH_ROWS))
-                ).all()
-            for _judged_at, _id, user_input, tags, story, options, continued in rows:
-                if story:
-                    yield self._line(user_input, tags or [], story, options or {}, continued)
-            if len(rows) < EXPORT_BATCH_ROWS:
+                batch = await EvaluationRepository(session).judged_stories(
+                    user_id=user_id,
+                    rating=rating,
+                    since=since,
+                    until=until,
+                    after=after,
+                    limit=EXPORT_BATCH_ROWS,
+                )
+            for judged in batch:
+                if judged.story:
+                    yield self._line(
+                        judged.user_input,
+                        judged.tags or [],
+                        judged.story,
+                        judged.options or {},
+                        judged.continued,
+                    )
+            if len(batch) < EXPORT_BATCH_ROWS:
                 return
-            after = (rows[-1].updated_at, rows[-1].id)
+            after = batch[-1].key
 
     def _line(
         self,
@@ -113,53 +117,3 @@ def _story_length(value: object) -> StoryLength:
     if value == "long":
         return "long"
     return "medium"
-
-
-def _statement(
-    *, user_id: str | None, rating: Rating, since: datetime | None, until: datetime
-) -> Select[Any]:
-    continued = aliased(ConversationData)
-    statement = (
-        select(
-            ContentEvaluation.updated_at,
-            ContentEvaluation.id,
-            ConversationData.user_input,
-            ConversationData.tags,
-            ConversationData.story,
-            Conversation.options,
-            continued.story,
-        )
-        .join(Conversation, Conversation.id == ConversationData.conversation_id)
-        .join(ContentEvaluation, ContentEvaluation.conversation_id == Conversation.id)
-        .outerjoin(
-            continued,
-            and_(
-                Conversation.mode == GenerationMode.CONTINUE,
-                continued.conversation_id == Conversation.parent_conversation_id,
-            ),
-        )
-        .where(
-            ContentEvaluation.rating == rating,
-            ContentEvaluation.updated_at <= until,
-            Conversation.status == ConversationStatus.COMPLETED,
-        )
-        .order_by(ContentEvaluation.updated_at, ContentEvaluation.id)
-    )
-    if user_id is not None:
-        statement = statement.where(ContentEvaluation.user_id == user_id)
-    if since is not None:
-        statement = statement.where(ContentEvaluation.updated_at >= since)
-    return statement
-
-
-def _after(statement: Select[Any], key: tuple[datetime, str] | None) -> Select[Any]:
-    """The rows past ``key``, the (updated_at, id) of the last row sent."""
-    if key is None:
-        return statement
-    judged_at, evaluation_id = key
-    return statement.where(
-        or_(
-            ContentEvaluation.updated_at > judged_at,
-            and_(ContentEvaluation.updated_at == judged_at, ContentEvaluation.id > evaluation_id),
-        )
-    )
