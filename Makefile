@@ -17,9 +17,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -e '.[dev]'
 	@touch $@
 
-## run: install, build the demo search index if missing, migrate the embedded SQLite database and serve on 127.0.0.1:8000
+# Where `make run` listens: `make run PORT=8001` beside another server, `HOST=0.0.0.0` to be
+# reached from other machines. Set on the command line only: a shell's own HOST or PORT variable
+# does not move the server.
+HOST := 127.0.0.1
+PORT := 8000
+
+## run: install, build the demo search index if missing, migrate the embedded SQLite database and serve on HOST:PORT (127.0.0.1:8000)
 run: $(VENV)/.installed indexes/demo.faiss
-	$(BIN)/storytool serve --host 127.0.0.1 --port 8000
+	$(BIN)/storytool serve --host $(HOST) --port $(PORT)
 
 # The demo search index, built on first start (about a minute: the local embedder runs on the CPU).
 indexes/demo.faiss: | $(VENV)/.installed
