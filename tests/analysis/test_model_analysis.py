@@ -19,7 +19,7 @@ from storytool.analysis.schemas import (
 from storytool.config import Settings
 from tests.analysis.conftest import URL, running
 from tests.analysis.test_metrics import CLASSICAL
-from tests.fakes.openai_server import FakeOpenAI, Received, _json_schema_of
+from tests.fakes.openai_server import FakeOpenAI, Received
 from tests.history_app import ALICE
 
 
@@ -39,8 +39,15 @@ def stage(name: PlotStageName, first: int, last: int) -> PlotStage:
     return PlotStage(stage=name, first_sentence=first, last_sentence=last, summary=f"{name}.")
 
 
+def schema_of(request: Received) -> dict | None:
+    """The JSON schema a structured-output request asked for (Responses text.format)."""
+    body = request.body if isinstance(request.body, dict) else {}
+    answer_format = (body.get("text") or {}).get("format") or {}
+    return answer_format.get("schema") if answer_format.get("type") == "json_schema" else None
+
+
 def structured_requests(fake: FakeOpenAI) -> list[Received]:
-    return [r for r in fake.requests if r.method == "POST" and _json_schema_of(r.body or {})]
+    return [r for r in fake.requests if r.method == "POST" and schema_of(r)]
 
 
 def sent_text(request: Received) -> str:
@@ -74,7 +81,7 @@ class TestStructuredReading:
         assert analysis["chunks"] == 1
         assert StoryAnalysis.model_validate(analysis["result"]) == answer
         (request,) = structured_requests(fake_openai)
-        schema = _json_schema_of(request.body)
+        schema = schema_of(request)
         assert schema is not None
         assert set(schema["required"]) >= {
             "summary",
