@@ -11,5 +11,12 @@ RUN pip install --no-cache-dir -c constraints.txt -e . \
     && mkdir -p data indexes && chown storytool data indexes
 
 USER storytool
+# The demo search index, built here once (its embedder runs on the CPU for about a minute) rather
+# than on every start: the image alone (`docker run`, SQLite under data/) serves search at once.
+# With another database (compose: MySQL) the passages must be loaded there too: see
+# docker-compose.yml.
+COPY indexes/demo.corpus.jsonl ./indexes/
+RUN storytool index build indexes/demo.corpus.jsonl --name demo
+
 EXPOSE 8000
 CMD ["sh", "-c", "storytool db upgrade && storytool serve --host 0.0.0.0 --port 8000"]

@@ -3,17 +3,22 @@ is checked by reading it (and, in CI, by ``docker-compose config``)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
 
 from storytool.config import AuthMode, Settings, describe_settings_error
+from tests.subprocesses import free_port, subprocess_on
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,3 +143,83 @@ def test_docker_compose_parses_the_file_without_a_dotenv(tmp_path: Path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions in order: (INSTRUCTION, arguments), continuations joined."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def shell_command(command: str | list[str]) -> str:
+    """What ``sh -c`` runs, from a compose command or an exec-form CMD."""
+    argv = json.loads(command) if isinstance(command, str) else command
+    assert argv[:2] == ["sh", "-c"]
+    return str(argv[2])
+
+
+INDEX_BUILD = "storytool index build indexes/demo.corpus.jsonl --name demo"
+
+
+class TestSearchOutOfTheBox:
+    """The image shipped no index and compose built none: search answered 503 there."""
+
+    def test_the_image_builds_the_demo_index_as_the_app_user(self):
+        steps = dockerfile()
+        build = steps.index(("RUN", INDEX_BUILD))
+        before = steps[:build]
+        assert any(step == "RUN" and "pip install" in args for step, args in before)
+        assert ("USER", "storytool") in before
+        assert ("COPY", "indexes/demo.corpus.jsonl ./indexes/") in before
+        assert Settings.model_fields["index_name"].default == "demo"  # what the app loads
+
+    def test_compose_loads_the_corpus_into_its_database_before_serving(self):
+        app = compose()["services"]["app"]
+        command = shell_command(app["command"])
+        assert command.index("db upgrade") < command.index(INDEX_BUILD) < command.index("serve")
+        start_period = app["healthcheck"]["start_period"]
+        assert int(start_period.removesuffix("s")) >= 60  # the build runs before /readyz answers
+
+    def test_the_image_as_built_serves_search(self, tmp_path: Path):
+        """The image's build step, then its start command, in a copy of the image's folder."""
+        found = search_after(tmp_path, shell_command(dict(dockerfile())["CMD"]))
+        assert found["passages"][0]["key"] == "manseok-3-1"
+
+    def test_compose_serves_search_from_its_own_database(self, committed_url: str, tmp_path: Path):
+        """The same image started by compose's command on another database (the test's, SQLite
+        or MariaDB, as MySQL under compose), where the image's vectors name no rows."""
+        command = shell_command(compose()["services"]["app"]["command"])
+        found = search_after(tmp_path, command, STORYTOOL_DATABASE_URL=committed_url)
+        assert found["passages"][0]["key"] == "manseok-3-1"
+
+
+def search_after(folder: Path, start: str, **settings: str) -> dict[str, Any]:
+    """Builds the image's index in ``folder`` as its Dockerfile does, runs ``start`` there (on a
+    free loopback port, one worker), and answers a search for a passage of the demo corpus. The
+    hashing embedder keeps the build to a second."""
+    (folder / "indexes").mkdir()
+    shutil.copy(ROOT / "indexes" / "demo.corpus.jsonl", folder / "indexes")
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # as installed
+        "STORYTOOL_EMBEDDER": "hashing",
+        "STORYTOOL_AUTH_MODE": "local",
+    }
+    subprocess.run(["sh", "-c", INDEX_BUILD], cwd=folder, env=env, check=True, timeout=120)
+    port = free_port()
+    start = start.replace("--host 0.0.0.0", "--host 127.0.0.1").replace("--workers 2", "")
+    start = f"cd {folder} && {start.replace('--port 8000', f'--port {port}')}"
+    with subprocess_on(port, ["sh", "-c", start], env=env | settings):
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+        found = httpx.post(
+            f"http://127.0.0.1:{port}/api/search",
+            json={"query": "만석이 남대문 밖 소금 객주 집 헛간에 몸을 숨기니", "top_k": 1},
+            timeout=30,
+        )
+    assert ready.status_code == 200, ready.text
+    assert found.status_code == 200, found.text
+    result: dict[str, Any] = found.json()
+    return result
