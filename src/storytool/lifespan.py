@@ -48,7 +48,7 @@ def build_lifespan(
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_engine(settings)
         llm = build_client(settings)
-        search = build_search_service(settings)
+        search = build_search_service(settings, llm)
         await search.start()
         logger.info(
             "storytool starting: database=%s provider=%s auth=%s",

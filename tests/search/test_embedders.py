@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import numpy as np
-import openai
 import pytest
 
+from storytool.config import Settings
+from storytool.llm.openai import OpenAIClient
 from storytool.search.embedders import (
     E5Embedder,
     EmbeddingError,
@@ -76,9 +77,25 @@ class TestHybrid:
         assert len(names) == 2
 
 
+def model_client(fake: FakeOpenAI, *, retries: int = 2) -> OpenAIClient:
+    """The model server's one client, as the app builds it."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        openai_api_key="test",
+        openai_base_url=fake.base_url,
+        upstream_retry_budget=retries,
+        upstream_retry_backoff_s=0.01,
+    )
+    return OpenAIClient(settings)
+
+
 def openai_embedder(fake: FakeOpenAI, **kwargs: object) -> OpenAIEmbedder:
-    client = openai.AsyncOpenAI(api_key="test", base_url=fake.base_url, max_retries=2)
-    return OpenAIEmbedder(client, model="text-embedding-3-small", **kwargs)  # type: ignore[arg-type]
+    return OpenAIEmbedder(
+        model_client(fake),
+        model="text-embedding-3-small",
+        owns_client=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 class TestOpenAI:
@@ -113,8 +130,12 @@ class TestOpenAI:
 
     async def test_a_persistent_failure_is_an_embedding_error(self, fake_openai: FakeOpenAI):
         fake_openai.behaviour.fail_next(503, times=3, path="/v1/embeddings")
-        client = openai.AsyncOpenAI(api_key="t", base_url=fake_openai.base_url, max_retries=0)
-        embedder = OpenAIEmbedder(client, model="text-embedding-3-small", dimension=64)
+        embedder = OpenAIEmbedder(
+            model_client(fake_openai, retries=0),
+            model="text-embedding-3-small",
+            dimension=64,
+            owns_client=True,
+        )
         with pytest.raises(EmbeddingError, match="embedding request failed"):
             await embedder.embed(["가"], purpose="query")
         await embedder.aclose()
@@ -126,6 +147,5 @@ class TestOpenAI:
         await embedder.aclose()
 
     def test_an_unknown_model_needs_its_dimension(self, fake_openai: FakeOpenAI):
-        client = openai.AsyncOpenAI(api_key="t", base_url=fake_openai.base_url)
         with pytest.raises(ValueError, match="STORYTOOL_EMBEDDING_DIMENSIONS"):
-            OpenAIEmbedder(client, model="my-own-model")
+            OpenAIEmbedder(model_client(fake_openai), model="my-own-model")

@@ -164,6 +164,12 @@ class ModelClient(Protocol):
         ask for what the server lacks."""
         ...
 
+    async def embed(
+        self, *, model: str, texts: list[str], dimensions: int | None = None
+    ) -> list[list[float]]:
+        """One vector per text, in order (retried within the budget: embedding is idempotent)."""
+        ...
+
     async def check(self) -> Capabilities:
         """Finds out what the server does (a few tiny calls) and returns it."""
         ...

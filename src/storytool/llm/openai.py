@@ -660,6 +660,20 @@ class OpenAIClient(ModelClient):
         choices = completion.choices
         return (choices[0].message.content or "") if choices else ""
 
+    # --- embeddings --------------------------------------------------------------------------
+
+    async def embed(
+        self, *, model: str, texts: list[str], dimensions: int | None = None
+    ) -> list[list[float]]:
+        response = await self._call(
+            lambda: self._client.embeddings.create(
+                model=model,
+                input=texts,
+                dimensions=dimensions if dimensions is not None else openai.omit,
+            )
+        )
+        return [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
+
     # --- conversations ---------------------------------------------------------------------
 
     async def create_conversation(self) -> str:

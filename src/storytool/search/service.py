@@ -244,9 +244,11 @@ def create_executor(settings: Settings) -> ThreadPoolExecutor:
     )
 
 
-def build_search_service(settings: Settings) -> SearchService:
+def build_search_service(settings: Settings, client: ModelClient | None = None) -> SearchService:
+    """``client``: the model server's, for the ``openai`` embedder."""
     executor = create_executor(settings)
-    return SearchService(settings, build_embedder(settings, executor=executor), executor)
+    embedder = build_embedder(settings, executor=executor, client=client)
+    return SearchService(settings, embedder, executor)
 
 
 def derive_recommendations(hits: list[PassageHit]) -> list[str]:
