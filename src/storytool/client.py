@@ -104,6 +104,10 @@ _DROPS = (httpx.TransportError, httpx.StreamError)
 """What a dropped stream raises: a reset, an incomplete chunked body, a read timeout."""
 
 
+class _NothingFollows(Exception):
+    """The server answered a resume with 204: the story ended at or before the last event."""
+
+
 class StorytoolClient:
     """One connection pool to one server; use as ``async with``, or call :meth:`aclose`.
 
@@ -373,6 +377,8 @@ class StorytoolClient:
                         yield event
                         if is_terminal(event):
                             return
+            except _NothingFollows:
+                return  # the story ended at or before the last event seen
             except httpx.ConnectError:
                 if position.conversation_id is None:
                     raise  # the request never reached the server: no story was started
@@ -394,6 +400,8 @@ class StorytoolClient:
             if response.is_error:
                 await response.aread()
                 raise api_error(response)
+            if response.status_code == httpx.codes.NO_CONTENT:
+                raise _NothingFollows
             async for sse in EventSource(response).aiter_sse():
                 event = parse(sse)
                 if event is None or event.id <= position.last_event_id:

@@ -292,3 +292,12 @@ async def test_unknown_conversation_resume_is_not_found(alice: StorytoolClient):
     with pytest.raises(NotFound) as raised:
         await collect(alice.resume(str(uuid.uuid4())))
     assert raised.value.field == "conversation_id"
+
+
+async def test_a_resume_after_the_end_yields_nothing_and_ends(alice: StorytoolClient):
+    """What an EventSource does after ``done``: the server answers 204, and nothing follows."""
+    events = await collect(alice.generate(PROMPT, length="short"))
+    started = time.monotonic()
+    again = await collect(alice.resume(events[0].conversation_id, last_event_id=events[-1].id))
+    assert again == []
+    assert time.monotonic() - started < 2.0  # at once, not after reconnecting and giving up
