@@ -21,6 +21,7 @@ from typing import TypeVar
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -128,7 +129,24 @@ def chromium(profile: Path, *, downloads: Path | None = None) -> Iterator[WebDri
 
 
 def wait(driver: WebDriver, condition: Callable[[], T], seconds: float = 20) -> T:
-    return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda _d: condition())
+    """Until ``condition()`` is truthy; an element the page redrew meanwhile counts as not yet."""
+    return WebDriverWait(
+        driver, seconds, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(lambda _d: condition())
+
+
+def click(driver: WebDriver, selector: str) -> None:
+    """Clicks what ``selector`` finds once it is there, finding it again if the page redraws it
+    between the finding and the click."""
+
+    def clicked() -> bool:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        if not found:
+            return False
+        found[0].click()
+        return True
+
+    wait(driver, clicked)
 
 
 def text_of(driver: WebDriver, element_id: str) -> str:

@@ -21,6 +21,7 @@ from tests.playground.harness import (
     assert_draft_then_refine,
     bracketed,
     chromium,
+    click,
     page_errors,
     record_story,
     serve,
@@ -86,7 +87,7 @@ def test_write_cancel_reload_and_find_the_story_in_the_history(browser: WebDrive
     entry = browser.find_element(By.CSS_SELECTOR, "#history li button")
     [listed] = httpx.get(f"{server_url}/api/retrieveChatHistoryList").json()["items"]
     assert entry.get_attribute("textContent") == (bracketed(listed["title"]) or listed["preview"])
-    entry.click()
+    click(browser, "#history li button")
     # The thread opens as the current one, its turn in the thread panel and on the desk.
     wait(
         browser,
@@ -95,12 +96,15 @@ def test_write_cancel_reload_and_find_the_story_in_the_history(browser: WebDrive
             == listed["id"]
         ),
     )
-    saved = wait(
+    saved = f'#detail [data-conversation-id="{turn["id"]}"]'
+    wait(
         browser,
-        lambda: browser.find_elements(By.CSS_SELECTOR, f'[data-conversation-id="{turn["id"]}"]'),
-    )[0]
-    assert saved.find_element(By.CSS_SELECTOR, ".story").get_attribute("textContent") == partial
-    saved.find_element(By.CSS_SELECTOR, "button.view").click()
+        lambda: (
+            browser.find_element(By.CSS_SELECTOR, f"{saved} .story").get_attribute("textContent")
+            == partial
+        ),
+    )
+    click(browser, f"{saved} button.view")
     wait(browser, lambda: text_of(browser, "story") == partial)
     like = browser.find_element(By.ID, "like")
     like.click()
