@@ -136,7 +136,7 @@ class ClassicalMarkers(BaseModel):
     transitions: MarkerCounts
 
 
-class Metrics(BaseModel):
+class TextMetrics(BaseModel):
     characters: int
     characters_no_spaces: int
     words: int
@@ -170,12 +170,12 @@ def sentence_spans(text: str) -> list[Span]:
     return _layout(text).sentences
 
 
-def measure(text: str) -> Metrics:
+def measure(text: str) -> TextMetrics:
     layout = _layout(text)
     no_spaces = _non_space(text)
     words = [match.group().casefold() for match in _WORD.finditer(text)]
     sentences = len(layout.sentences)
-    return Metrics(
+    return TextMetrics(
         characters=len(text),
         characters_no_spaces=no_spaces,
         words=len(words),

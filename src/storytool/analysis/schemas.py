@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from storytool.analysis.metrics import Metrics, Span
+from storytool.analysis.metrics import Span, TextMetrics
 from storytool.schemas import Id, RequestModel
 
 PlotStageName = Literal["발단", "전개", "위기", "절정", "결말"]
@@ -113,7 +113,7 @@ class AnalysisSource(BaseModel):
 
 class AnalyzeResponse(BaseModel):
     source: AnalysisSource
-    metrics: Metrics
+    metrics: TextMetrics
     sentences: list[Span] = Field(
         description="Offsets of sentence n at index n-1; plot stages refer to these numbers."
     )

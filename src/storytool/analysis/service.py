@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storytool.analysis.metrics import Metrics, Span, measure, sentence_spans
+from storytool.analysis.metrics import Span, TextMetrics, measure, sentence_spans
 from storytool.analysis.schemas import (
     AnalysisSource,
     AnalyzeResponse,
@@ -86,7 +86,7 @@ def chunk_sentences(text: str, spans: Sequence[Span], budget: int) -> list[Chunk
     return chunks
 
 
-def _measured(text: str) -> tuple[Metrics, list[Span]]:
+def _measured(text: str) -> tuple[TextMetrics, list[Span]]:
     return measure(text), sentence_spans(text)
 
 

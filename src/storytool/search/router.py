@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from storytool.api.deps import SessionDep, StateDep, get_user_id
+from storytool.api.deps import StateDep, get_user_id
 from storytool.search.schemas import SearchRequest, SearchResponse
 from storytool.search.service import SearchService
 
@@ -30,14 +30,14 @@ SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
         503: {"description": "The search index is not built or not loaded; the message says how"},
     },
 )
-async def search(
-    body: SearchRequest,
-    service: SearchServiceDep,
-    state: StateDep,
-    session: SessionDep,
-) -> SearchResponse:
+async def search(body: SearchRequest, service: SearchServiceDep, state: StateDep) -> SearchResponse:
     started = time.perf_counter()
-    hits = await service.search(session, query=body.query, top_k=body.top_k, work=body.filters.work)
+    # A session of its own, closed before the model is asked for recommendations: a pooled
+    # connection must not wait on a model call.
+    async with state["sessionmaker"]() as session:
+        hits = await service.search(
+            session, query=body.query, top_k=body.top_k, work=body.filters.work
+        )
     state["metrics"].search_seconds.observe(time.perf_counter() - started)
     recommendations = await service.recommend(state["llm"], query=body.query, hits=hits)
     return SearchResponse(query=body.query, passages=hits, recommendations=recommendations)

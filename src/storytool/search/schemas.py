@@ -48,7 +48,7 @@ class SearchResponse(BaseModel):
     )
 
 
-class Recommendations(BaseModel):
+class SearchSuggestions(BaseModel):
     """The mini model's structured answer."""
 
     recommendations: list[str] = Field(min_length=1, max_length=5)

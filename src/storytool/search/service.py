@@ -38,7 +38,7 @@ from storytool.search.index import (
     index_paths,
 )
 from storytool.search.repository import PassageRepository
-from storytool.search.schemas import PassageHit, Recommendations
+from storytool.search.schemas import PassageHit, SearchSuggestions
 
 logger = logging.getLogger("storytool.search")
 
@@ -212,7 +212,7 @@ class SearchService:
         excerpt = "\n\n".join(f"[{hit.work} · {hit.chapter or ''}] {hit.text}" for hit in hits[:5])
         try:
             answer = await llm.structured(
-                Recommendations,
+                SearchSuggestions,
                 model=self._settings.mini_model,
                 instructions=RECOMMENDATION_INSTRUCTIONS,
                 text=f"검색어: {query}\n\n대목들:\n{excerpt}",
