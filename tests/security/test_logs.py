@@ -22,6 +22,7 @@ from storytool.db.engine import create_engine
 from tests.fakes.openai_server import FakeOpenAI
 from tests.generation.conftest import Database, generate, serving, settled
 from tests.generation.test_openai_upstream import DRAFT, REFINED, on_fake
+from tests.log_leaks import assert_no_private_text, logged, sentences
 
 PROMPT = {"user_input": "비밀스러운 사연을 품은 나그네가 주막에 들르니", "tags": []}
 _REFUSE = {
@@ -54,8 +55,7 @@ async def test_a_refused_save_logs_no_story_text(
     caplog: pytest.LogCaptureFixture,
 ):
     fake_openai.behaviour.texts = {"ft:storytool-draft": DRAFT, "gpt-4o": REFINED}
-    caplog.set_level(logging.INFO)
-    caplog.set_level(logging.DEBUG, logger="storytool")
+    caplog.set_level(logging.DEBUG)
     async with serving(on_fake(settings, fake_openai)) as client:
         async with stories_refused(committed_url):
             events = await generate(client, PROMPT)
@@ -63,20 +63,8 @@ async def test_a_refused_save_logs_no_story_text(
         await settled(database, events[0].data["conversation_id"])
 
     assert events[-1].event == "error"
-    refused = [record for record in caplog.records if "story refused" in _logged(record)]
+    refused = [record for record in caplog.records if "story refused" in logged(record)]
     assert refused, "the database's refusal was never logged: the test proves nothing"
-    private = [PROMPT["user_input"], *_lines(DRAFT), *_lines(REFINED)]
-    for record in caplog.records:
-        logged = _logged(record)
-        leaked = [line for line in private if line in logged]
-        assert not leaked, f"{record.name} logged {leaked[0]!r}"
-
-
-def _logged(record: logging.LogRecord) -> str:
-    """All a handler could write of the record: its message and its formatted exception."""
-    formatted = logging.Formatter().format(record)
-    return f"{formatted}\n{record.exc_text or ''}"
-
-
-def _lines(story: str) -> list[str]:
-    return [line.strip() for line in story.split(".") if len(line.strip()) > 10]
+    assert_no_private_text(
+        caplog.records, [PROMPT["user_input"], *sentences(DRAFT), *sentences(REFINED)]
+    )
