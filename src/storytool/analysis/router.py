@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from storytool.analysis.schemas import AnalyzeRequest, AnalyzeResponse
 from storytool.analysis.service import AnalysisService
 from storytool.api.deps import StateDep, UserDep
+from storytool.api.responses import errors
 
 router = APIRouter(prefix="/api", tags=["analysis"])
 
@@ -24,12 +25,13 @@ AnalysisServiceDep = Annotated[AnalysisService, Depends(get_analysis_service)]
 
 @router.post(
     "/analyze",
-    responses={
-        401: {"description": "No or bad credentials"},
-        404: {"description": "No such conversation of the caller's"},
-        409: {"description": "The conversation has no story yet"},
-        422: {"description": "Empty text, text over the limit, or not exactly one source"},
-    },
+    responses=errors(
+        {
+            404: "No such conversation of the caller's",
+            409: "The conversation has no story yet",
+            422: "Empty text, text over the limit, or not exactly one source",
+        }
+    ),
 )
 async def analyze(
     request: AnalyzeRequest, user_id: UserDep, service: AnalysisServiceDep

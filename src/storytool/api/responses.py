@@ -29,6 +29,13 @@ def error_response(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
+def errors(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's own errors, each documented with the error body: the only way routes list
+    them, so none loses the schema the shared ones carry (a route that lists a status replaces
+    the shared entry for it)."""
+    return {status: error_response(description) for status, description in described.items()}
+
+
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error_response(
         "The body is not valid JSON (or not UTF-8), or a header that must appear once "
@@ -37,6 +44,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error_response("No valid credentials (auth_mode header or jwt)"),
     408: error_response("The body did not arrive within body_read_timeout_s"),
     413: error_response("The body is larger than max_body_bytes"),
+    422: error_response("A field is missing or invalid; error.field names the first"),
     429: error_response("Too many requests from this user (rate_limit); see Retry-After"),
     503: error_response("The database is busy or unreachable; see Retry-After"),
 }

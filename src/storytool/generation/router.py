@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Response
 from sse_starlette import EventSourceResponse
 
 from storytool.api.deps import SettingsDep, StateDep, UserDep
+from storytool.api.responses import errors
 from storytool.api.sse import event_stream
 from storytool.config import Settings
 from storytool.generation.events import LoggedEvent
@@ -48,8 +49,6 @@ _STREAM: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {}},
         "description": "meta, stage, delta, title, recommendations, then done|cancelled|error",
     },
-    404: {"description": "Unknown thread or conversation, or another user's"},
-    422: {"description": "Invalid input; the field is named"},
 }
 
 
@@ -58,9 +57,15 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     response_class=EventSourceResponse,
     responses={
         **_STREAM,
-        409: {"description": "continue: the parent's story is still being written, or empty"},
-        429: {"description": "Too many generations running for this user"},
-        503: {"description": "The server runs as many generations as it can"},
+        **errors(
+            {
+                404: "thread_id or parent_conversation_id: unknown, or another user's",
+                409: "continue: the parent's story is still being written, or empty",
+                429: "Too many generations running for this user, or requests; see Retry-After",
+                503: "The server runs as many generations as it can, or the database is "
+                "away; see Retry-After",
+            }
+        ),
     },
 )
 async def generate(
@@ -80,7 +85,13 @@ async def generate(
     responses={
         **_STREAM,
         204: {"description": "Last-Event-ID is the terminal event's, or past it: nothing follows"},
-        429: {"description": "Too many resumed streams open for this user"},
+        **errors(
+            {
+                404: "Unknown conversation, another user's, or one whose events are no longer "
+                "kept (its story is in the history)",
+                429: "Too many resumed streams open for this user, or requests",
+            }
+        ),
     },
 )
 async def resume_events(
@@ -105,10 +116,12 @@ async def resume_events(
 
 @router.post(
     "/cancelGeneration",
-    responses={
-        404: {"description": "Unknown conversation, or another user's"},
-        409: {"description": "The generation already ended otherwise"},
-    },
+    responses=errors(
+        {
+            404: "Unknown conversation, or another user's",
+            409: "The generation already ended otherwise",
+        }
+    ),
 )
 async def cancel_generation(
     body: CancelRequest, user_id: UserDep, stories: StoryServiceDep

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from storytool.api.deps import StateDep, get_user_id
+from storytool.api.responses import errors
 from storytool.search.schemas import SearchRequest, SearchResponse
 from storytool.search.service import SearchService
 
@@ -25,10 +26,13 @@ SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
     "/search",
     dependencies=[Depends(get_user_id)],
     summary="Passages most like a query, with recommendations",
-    responses={
-        422: {"description": "Blank or too long query, top_k outside 1 to 50"},
-        503: {"description": "The search index is not built or not loaded; the message says how"},
-    },
+    responses=errors(
+        {
+            422: "Blank or too long query, top_k outside 1 to 50",
+            503: "The search index is not built or not loaded (the message says how), or the "
+            "database is away",
+        }
+    ),
 )
 async def search(body: SearchRequest, service: SearchServiceDep, state: StateDep) -> SearchResponse:
     started = time.perf_counter()

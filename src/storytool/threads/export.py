@@ -12,6 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Response
 
 from storytool.api.deps import UserDep
+from storytool.api.responses import errors
 from storytool.models import ConversationStatus, story_text
 from storytool.schemas import Id
 from storytool.threads.router import ThreadServiceDep
@@ -35,9 +36,12 @@ UNTITLED = "제목 없는 이야기"
             "content": {media: {} for media in _MEDIA_TYPES.values()},
             "description": "The thread as an attachment",
         },
-        401: {"description": "No or bad credentials"},
-        404: {"description": "No such thread of the caller's"},
-        422: {"description": "thread_id is not a thread id, or format is not md or json"},
+        **errors(
+            {
+                404: "No such thread of the caller's",
+                422: "thread_id is not a thread id, or format is not md or json",
+            }
+        ),
     },
 )
 async def export_thread(

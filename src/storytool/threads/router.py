@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from storytool.api.deps import StateDep, UserDep
+from storytool.api.responses import errors
 from storytool.schemas import Id
 from storytool.threads.cursor import CursorSigner
 from storytool.threads.schemas import (
@@ -19,10 +20,7 @@ from storytool.threads.service import ThreadService
 
 router = APIRouter(prefix="/api", tags=["history"])
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "No or bad credentials"},
-    404: {"description": "No such thread of the caller's"},
-}
+_NO_THREAD = errors({404: "No such thread of the caller's"})
 
 
 def get_thread_service(state: StateDep) -> ThreadService:
@@ -38,7 +36,10 @@ ThreadServiceDep = Annotated[ThreadService, Depends(get_thread_service)]
 ThreadIdQuery = Annotated[Id, Query(description="The thread's id.")]
 
 
-@router.get("/retrieveChatHistoryList", responses=_ERRORS)
+@router.get(
+    "/retrieveChatHistoryList",
+    responses=errors({422: "limit outside 1 to 100, or a cursor this server did not sign"}),
+)
 async def retrieve_chat_history_list(
     user_id: UserDep,
     service: ThreadServiceDep,
@@ -51,7 +52,7 @@ async def retrieve_chat_history_list(
     return await service.history(user_id=user_id, limit=limit, cursor=cursor)
 
 
-@router.get("/retrieveChatHistoryDetail", responses=_ERRORS)
+@router.get("/retrieveChatHistoryDetail", responses=_NO_THREAD)
 async def retrieve_chat_history_detail(
     thread_id: ThreadIdQuery, user_id: UserDep, service: ThreadServiceDep
 ) -> ThreadDetail:
@@ -61,10 +62,7 @@ async def retrieve_chat_history_detail(
 
 @router.post(
     "/selectVariant",
-    responses={
-        401: {"description": "No or bad credentials"},
-        404: {"description": "No such conversation of the caller's"},
-    },
+    responses=errors({404: "No such conversation of the caller's"}),
 )
 async def select_variant(
     body: SelectVariantRequest, user_id: UserDep, service: ThreadServiceDep
@@ -73,7 +71,7 @@ async def select_variant(
     return await service.select_variant(user_id=user_id, conversation_id=body.conversation_id)
 
 
-@router.delete("/deleteThread", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+@router.delete("/deleteThread", status_code=status.HTTP_204_NO_CONTENT, responses=_NO_THREAD)
 async def delete_thread(
     thread_id: ThreadIdQuery, user_id: UserDep, service: ThreadServiceDep
 ) -> Response:
