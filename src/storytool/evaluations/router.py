@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from storytool.api.deps import CallerDep, SessionDep, SettingsDep, StateDep, UserDep
+from storytool.api.responses import errors
 from storytool.api.streaming import JsonLinesResponse
 from storytool.evaluations.export import FeedbackExport
 from storytool.evaluations.schemas import Evaluation, EvaluationUpdate
@@ -26,10 +27,7 @@ EvaluationServiceDep = Annotated[EvaluationService, Depends(get_evaluation_servi
 
 @router.post(
     "/updateEvaluation",
-    responses={
-        401: {"description": "No or bad credentials"},
-        404: {"description": "No such conversation of the caller's"},
-    },
+    responses=errors({404: "No such conversation of the caller's"}),
 )
 async def update_evaluation(
     update: EvaluationUpdate, user_id: UserDep, service: EvaluationServiceDep
@@ -54,8 +52,7 @@ async def update_evaluation(
             "content": {"application/jsonl": {"schema": {"type": "string"}}},
             "description": "One OpenAI chat fine-tuning example per line",
         },
-        401: {"description": "No or bad credentials"},
-        422: {"description": "Unknown format or rating, or since is not a date-time"},
+        **errors({422: "Unknown format or rating, or since is not a date-time"}),
     },
 )
 async def export_evaluations(
