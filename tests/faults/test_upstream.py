@@ -93,7 +93,8 @@ class TestStalls:
             events = await generate(client, PROMPT)
 
         assert events[-1].event == "error"
-        assert "delta" not in [event.event for event in events]
+        assert story_of(events) == ""  # no refined text ever came
+        assert story_of(events, stage="draft") == DRAFT  # the draft had streamed
         conversation, data = await database.conversation(events[0].data["conversation_id"])
         assert conversation.status is ConversationStatus.FAILED
         assert conversation.stop_reason is StopReason.TIMEOUT
