@@ -171,3 +171,23 @@ async def generate_then(
             answer = await act(events)
             events += [event async for event in reader]
     return events, answer
+
+
+async def resume(
+    http: httpx.AsyncClient, replica: Replica, events: list[Event], *, first_only: bool = False
+) -> list[Event]:
+    """The rest of a story's events from ``replica``, after the last one seen (only the first
+    of them with ``first_only``)."""
+    conversation_id = events[0].data["conversation_id"]
+    rest: list[Event] = []
+    async with http.stream(
+        "GET",
+        f"{replica.url}/api/generate/{conversation_id}/events",
+        headers={"Last-Event-ID": str(events[-1].id)},
+    ) as response:
+        assert response.status_code == 200
+        async for event in read_events(response):
+            rest.append(event)
+            if first_only:
+                break
+    return rest

@@ -24,17 +24,10 @@ from storytool.generation.repository import ConversationRepository
 from storytool.models import ConversationStatus, StopReason
 from tests.factories import create_conversation
 from tests.fakes.openai_server import FakeOpenAI
-from tests.generation.conftest import Database, Event, read_events, settled, story_of
-from tests.replicas.conftest import Replica, deltas, generate_then, mariadb
+from tests.generation.conftest import Database, Event, settled, story_of
+from tests.generation.test_openai_upstream import REFINE_MODEL, REFINED
+from tests.replicas.conftest import Replica, deltas, generate_then, mariadb, resume
 
-REFINE_MODEL = "gpt-4o"
-REFINED = (
-    "화설. 옛적 남쪽 고을에 한 선비가 있으니 성품이 곧고 글을 좋아하더라. "
-    "각설. 하루는 선비가 길을 떠나 깊은 산중에 이르매 한 노인이 나타나 이르기를 "
-    "'그대의 정성이 하늘에 닿았도다' 하더라. 선비가 절하고 그 뜻을 물으니 노인이 웃으며 "
-    "답하지 아니하고 구름 속으로 사라지더라. 차설. 선비가 마침내 뜻을 이루니 온 고을이 "
-    "그 덕을 칭송하노라."
-)
 STORIES = 20
 
 
@@ -79,17 +72,6 @@ async def begin(http: httpx.AsyncClient, replica: Replica, count: int) -> list[l
     then left (the story goes on)."""
     started = [generate_then(http, replica, deltas(3)) for _ in range(count)]
     return [events for events, _answer in await asyncio.gather(*started)]
-
-
-async def resume(http: httpx.AsyncClient, replica: Replica, events: list[Event]) -> list[Event]:
-    conversation_id = events[0].data["conversation_id"]
-    async with http.stream(
-        "GET",
-        f"{replica.url}/api/generate/{conversation_id}/events",
-        headers={"Last-Event-ID": str(events[-1].id)},
-    ) as response:
-        assert response.status_code == 200
-        return [event async for event in read_events(response)]
 
 
 async def assert_carried_on(
@@ -150,7 +132,7 @@ class TestAdoption:
         began = time.monotonic()
         await asyncio.to_thread(a.terminate)
         stopped = time.monotonic() - began
-        first = await resume_first_event(http, b, stories[0])
+        [first] = await resume(http, b, stories[0], first_only=True)
         handed = time.monotonic() - began
 
         assert stopped < 5  # it did not wait for its stories to finish
@@ -203,18 +185,6 @@ class TestAdoption:
         assert conversation.stop_reason is StopReason.CRASH
         assert data.story is not None
         assert REFINED.startswith(data.story)
-
-
-async def resume_first_event(http: httpx.AsyncClient, replica: Replica, events: list[Event]):
-    conversation_id = events[0].data["conversation_id"]
-    async with http.stream(
-        "GET",
-        f"{replica.url}/api/generate/{conversation_id}/events",
-        headers={"Last-Event-ID": str(events[-1].id)},
-    ) as response:
-        async for event in read_events(response):
-            return event
-    raise AssertionError("the resumed stream ended without an event")
 
 
 class TestClaim:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import httpx
 
 from storytool.models import ConversationStatus
-from tests.generation.conftest import Database, Event, read_events, settled, story_of
-from tests.replicas.conftest import PROMPT, Replica, deltas, generate_then, mariadb
+from tests.generation.conftest import Database, Event, settled, story_of
+from tests.replicas.conftest import PROMPT, Replica, deltas, generate_then, mariadb, resume
 
 pytestmark = mariadb
 
@@ -27,18 +27,6 @@ async def begin(http: httpx.AsyncClient, replica: Replica, count: int) -> list[E
     story goes on being written)."""
     events, _ = await generate_then(http, replica, deltas(count), body=LONG)
     return events
-
-
-async def resume(http: httpx.AsyncClient, replica: Replica, events: list[Event]) -> list[Event]:
-    """The rest of a story's events, from ``replica``, after the last one seen."""
-    conversation_id = events[0].data["conversation_id"]
-    async with http.stream(
-        "GET",
-        f"{replica.url}/api/generate/{conversation_id}/events",
-        headers={"Last-Event-ID": str(events[-1].id)},
-    ) as response:
-        assert response.status_code == 200
-        return [event async for event in read_events(response)]
 
 
 async def assert_whole(database: Database, before: list[Event], after: list[Event]) -> None:
