@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -51,7 +52,7 @@ MINI_MODEL = "storytool-mini"
 """llama.cpp serves its one model under any name; distinct names let the relay tell stages apart."""
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"a real model server cannot start under CI: {reason}")
     pytest.skip(reason)

@@ -44,8 +44,8 @@ class Caps:
         model = body.get("model")
         cap = self.endless.get(model, self.tokens) if isinstance(model, str) else self.tokens
         capped = dict(body)
-        keys = ("max_output_tokens",) if path == "/v1/responses" else ("max_tokens",)
-        keys += tuple(key for key in ("max_completion_tokens",) if key in body)
+        keys = ["max_output_tokens"] if path == "/v1/responses" else ["max_tokens"]
+        keys += [key for key in ("max_completion_tokens",) if key in body]
         for key in keys:
             asked = body.get(key)
             capped[key] = min(asked, cap) if isinstance(asked, int) else cap
@@ -57,7 +57,13 @@ class Caps:
 
 def relay_app(upstream: str, caps: Caps) -> Starlette:
     """``upstream``: the server's root URL (``http://127.0.0.1:PORT``)."""
-    client = httpx.AsyncClient(base_url=upstream, timeout=httpx.Timeout(300, connect=10))
+    # No kept-alive connections: llama.cpp closes idle ones, and a request sent on one it has
+    # just closed fails with no answer at all (which the server itself would never do).
+    client = httpx.AsyncClient(
+        base_url=upstream,
+        timeout=httpx.Timeout(300, connect=10),
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
     async def forward(request: Request) -> Response:
         raw = await request.body()
