@@ -18,8 +18,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -87,9 +89,18 @@ def relay_app(upstream: str, caps: Caps) -> Starlette:
                 async for chunk in answer.aiter_raw():
                     yield chunk
             finally:
-                await answer.aclose()
+                # A client that went away cancels this generator: the close must still happen,
+                # or llama.cpp writes on and one of its few HTTP threads stays taken.
+                with anyio.CancelScope(shield=True):
+                    await answer.aclose()
 
-        return StreamingResponse(body_bytes(), status_code=answer.status_code, headers=kept)
+        # The background close covers a client gone before the body was started.
+        return StreamingResponse(
+            body_bytes(),
+            status_code=answer.status_code,
+            headers=kept,
+            background=BackgroundTask(answer.aclose),
+        )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
