@@ -60,11 +60,13 @@ class StalledClient:
             received += chunk
         return received
 
-    async def read_to_end(self) -> bytes:
-        """Everything the server sends from now until it closes the connection."""
+    async def read_to_end(self, *, timeout_s: float = 120.0) -> bytes:
+        """Everything the server sends from now until it closes the connection; a connection
+        still open after ``timeout_s`` fails the test instead of hanging the suite."""
         received = b""
-        while chunk := await self._loop.sock_recv(self._sock, 1 << 16):
-            received += chunk
+        async with asyncio.timeout(timeout_s):
+            while chunk := await self._loop.sock_recv(self._sock, 1 << 16):
+                received += chunk
         return received
 
     def close(self) -> None:
