@@ -1,4 +1,5 @@
-"""Real llama.cpp servers for the tests in this folder, one process per version for the session.
+"""Real llama.cpp servers for the tests in this folder, one process per version, stopped when the
+folder's tests are done.
 
 * ``llamacpp``: llama.cpp's server from ``xllamacpp==2026.10.11549`` (has ``/v1/responses``), run
   with this venv's Python (the dev extra installs it);
@@ -115,7 +116,7 @@ class LlamaServer:
         return True
 
 
-@pytest.fixture(scope="session", params=["llamacpp", "llamacpp-chat-only"])
+@pytest.fixture(scope="package", params=["llamacpp", "llamacpp-chat-only"])
 def llama_server(
     request: pytest.FixtureRequest, model_file: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LlamaServer]:
@@ -169,7 +170,7 @@ class Upstream:
         return self.server.kind
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _relay(llama_server: LlamaServer) -> Iterator[tuple[ServerThread, Caps]]:
     caps = Caps(tokens=ANSWER_TOKENS)
     with ServerThread(relay_app(llama_server.url, caps)) as relay:
