@@ -632,6 +632,10 @@ class FakeOpenAI:
             return JSONResponse(_error_body(message, "invalid_request_error"), 400)
         temperature = body.get("temperature")
         if temperature is not None and not isinstance(temperature, int | float):
+            message = "Invalid type for 'temperature': expected a decimal, but got a string."
+            return JSONResponse(_error_body(message, "invalid_request_error"), 400)
+        temperature = body.get("temperature")
+        if temperature is not None and not isinstance(temperature, int | float):
             message = "Invalid type for 'temperature': expected a number."
             return JSONResponse(_error_body(message, "invalid_request_error"), 400)
         if quirks.typed_assistant_items and any(

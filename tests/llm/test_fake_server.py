@@ -424,8 +424,10 @@ class TestQuirks:
     async def test_a_server_with_responses_refuses_a_body_it_cannot_run(self, fake_openai):
         fake_openai.behaviour.quirks = Quirks.llamacpp()
         runs = len(fake_openai.runs)
-        raw = httpx.post(f"{fake_openai.base_url}/responses", json={"model": "m", "input": 0})
-        assert raw.status_code == 400
+        unrunnable = [{"input": 0}, {"input": "x", "temperature": "hot"}]
+        for body in unrunnable:
+            raw = httpx.post(f"{fake_openai.base_url}/responses", json=body)
+            assert raw.status_code == 400
         assert len(fake_openai.runs) == runs
 
     async def test_ignored_background_runs_a_non_streamed_create_to_its_end(
