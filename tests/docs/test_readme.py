@@ -201,14 +201,19 @@ def test_make_run_listens_where_it_is_told():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
 
+    # Under `make test` (CI) the outer make's MAKEFLAGS/MAKELEVEL would have this one print
+    # "Entering/Leaving directory" lines: a make of its own, as a user runs it.
+    outer = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+    environment = {name: value for name, value in os.environ.items() if name not in outer}
+
     def serve_command(*args: str) -> str:
         printed = subprocess.run(
-            ["make", "-n", "run", *args],
+            ["make", "--no-print-directory", "-n", "run", *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
             check=True,
-            env=os.environ | {"HOST": "shell-host-name", "PORT": "1"},
+            env=environment | {"HOST": "shell-host-name", "PORT": "1"},
         )
         return printed.stdout.strip().splitlines()[-1]
 
