@@ -17,15 +17,18 @@ import asyncio
 import os
 import sys
 
-from storytool.client import StorytoolClient
+from storytool.client import InvalidInput, StorytoolClient
 
 
 async def main(args: argparse.Namespace) -> int:
     async with StorytoolClient(args.url) as client:
-        answer = await client.search(args.query, top_k=args.top_k, work=args.work)
+        try:
+            answer = await client.search(args.query, top_k=args.top_k, work=args.work)
+        except InvalidInput as exc:  # e.g. a work the corpus does not hold: the answer names those
+            print(exc.message, file=sys.stderr)
+            return 2
     if not answer.passages:
-        where = f" in a work named {args.work!r}" if args.work else ""
-        print(f"no passages found{where}", file=sys.stderr)
+        print("no passages found", file=sys.stderr)
     for hit in answer.passages:
         print(f"{hit.score:.3f}  {hit.work} {hit.chapter or ''}\n    {hit.text}\n")
     print("다음 이야기:")

@@ -57,13 +57,17 @@ class TestSearch:
         assert works == {"호동기담"}
         assert len(response.json()["passages"]) == 4
 
-    async def test_an_unknown_work_finds_nothing(self, client: httpx.AsyncClient):
+    async def test_an_unknown_work_is_refused_naming_the_works_there_are(
+        self, client: httpx.AsyncClient
+    ):
         response = await client.post(
             "/api/search", json={"query": "호랑이", "filters": {"work": "없는 책"}}
         )
-        assert response.status_code == 200
-        assert response.json()["passages"] == []
-        assert response.json()["recommendations"] == []
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["field"] == "filters.work"
+        assert "없는 책" in error["message"]
+        assert "호동기담" in error["message"]  # a work of the test corpus
 
 
 class TestValidation:

@@ -38,6 +38,11 @@ class PassageRepository:
         result = await self.session.execute(select(Passage).where(Passage.id.in_(ids)))
         return {passage.id: passage for passage in result.scalars()}
 
+    async def works(self) -> list[str]:
+        """The works the corpus holds, by name."""
+        result = await self.session.execute(select(Passage.work).distinct().order_by(Passage.work))
+        return list(result.scalars())
+
     async def ids_of_work(self, work: str) -> list[int]:
         result = await self.session.execute(select(Passage.id).where(Passage.work == work))
         return list(result.scalars())

@@ -179,7 +179,11 @@ class SearchService:
         if work is not None:
             allowed = np.asarray(await repository.ids_of_work(work), dtype=np.int64)
             if len(allowed) == 0:
-                return []
+                works = await repository.works()
+                raise InvalidInput(
+                    f"no passages of a work named {work!r}; the corpus holds: {', '.join(works)}",
+                    field="filters.work",
+                )
         vectors = await self._embedder.embed([cleaned], purpose="query")
         scores, ids = await asyncio.get_running_loop().run_in_executor(
             self.executor, lambda: index.search(vectors, top_k, allowed=allowed)
