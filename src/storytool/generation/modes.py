@@ -25,7 +25,7 @@ from storytool.errors import Conflict, InvalidInput, NotFound
 from storytool.generation.repository import ConversationRepository
 from storytool.generation.schemas import GenerateRequest
 from storytool.generation.story import StoryRequest, Turn
-from storytool.models import Conversation, ConversationStatus, GenerationMode
+from storytool.models import Conversation, ConversationStatus, GenerationMode, group_first_id
 from storytool.threads.service import conversation_of, thread_of
 
 CONTINUE_TAIL_CHARS = 2000
@@ -224,12 +224,14 @@ class _Planner:
     async def _group_first(self, conversation: Conversation) -> Conversation:
         """The first conversation of ``conversation``'s variant group: every variant points to
         it, so a regenerate of a variant is one more sibling, not a chain."""
-        if (
-            conversation.mode is not GenerationMode.REGENERATE
-            or conversation.parent_conversation_id is None
-        ):
+        first_id = group_first_id(
+            conversation_id=conversation.id,
+            mode=conversation.mode,
+            parent_id=conversation.parent_conversation_id,
+        )
+        if first_id == conversation.id:
             return conversation
-        first = await self._own(conversation.parent_conversation_id)
+        first = await self._own(first_id)
         return conversation if first is None else first
 
     async def _own(self, conversation_id: str) -> Conversation | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, undefer
 
@@ -23,21 +23,8 @@ from storytool.models import (
     GenerationMode,
     StopReason,
     Thread,
+    group_first_column,
 )
-
-
-def _group_first(conversation: type[Conversation]) -> ColumnElement[str]:
-    """The first conversation of the variant group ``conversation`` belongs to, in SQL."""
-    return case(
-        (
-            and_(
-                conversation.mode == GenerationMode.REGENERATE,
-                conversation.parent_conversation_id.is_not(None),
-            ),
-            conversation.parent_conversation_id,
-        ),
-        else_=conversation.id,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +118,7 @@ class ConversationRepository:
             .join(other_data, other_data.conversation_id == other.id)
             .where(
                 other.thread_id == Conversation.thread_id,
-                _group_first(other) == _group_first(Conversation),
+                group_first_column(other) == group_first_column(Conversation),
                 other.id != Conversation.id,
                 other_data.story.is_not(None),
                 or_(
@@ -251,7 +238,7 @@ class ConversationRepository:
                 upstream_response_id=conversation.upstream_response_id,
                 upstream_sequence=conversation.upstream_sequence,
             )
-            for conversation, data, user_id in found.tuples()
+            for conversation, data, user_id in found.all()
         ]
 
     async def save_position(

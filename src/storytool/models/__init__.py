@@ -5,6 +5,8 @@ from storytool.models.conversation import (
     ConversationStatus,
     GenerationMode,
     StopReason,
+    group_first_column,
+    group_first_id,
 )
 from storytool.models.conversation_data import ConversationData, story_text
 from storytool.models.evaluation import ContentEvaluation, Rating
@@ -21,5 +23,7 @@ __all__ = [
     "Rating",
     "StopReason",
     "Thread",
+    "group_first_column",
+    "group_first_id",
     "story_text",
 ]

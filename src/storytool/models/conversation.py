@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, Text, false
+from sqlalchemy import Boolean, ColumnElement, ForeignKey, Index, Integer, Text, and_, case, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storytool.db.base import (
@@ -106,4 +106,26 @@ class Conversation(TimestampMixin, Base):
     )
     evaluations: Mapped[list[ContentEvaluation]] = relationship(
         back_populates="conversation", lazy="raise", passive_deletes=True
+    )
+
+
+def group_first_id(*, conversation_id: str, mode: GenerationMode, parent_id: str | None) -> str:
+    """The first conversation of the variant group a conversation belongs to: a regenerate's
+    parent (every variant points at its group's first), else the conversation itself."""
+    if mode is GenerationMode.REGENERATE and parent_id is not None:
+        return parent_id
+    return conversation_id
+
+
+def group_first_column(conversation: Any) -> ColumnElement[str]:
+    """:func:`group_first_id` in SQL, of ``Conversation`` or an alias of it."""
+    return case(
+        (
+            and_(
+                conversation.mode == GenerationMode.REGENERATE,
+                conversation.parent_conversation_id.is_not(None),
+            ),
+            conversation.parent_conversation_id,
+        ),
+        else_=conversation.id,
     )

@@ -13,15 +13,8 @@ from collections.abc import Sequence
 from sqlalchemy import and_, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storytool.models import Conversation, GenerationMode
+from storytool.models import Conversation, GenerationMode, group_first_id
 from storytool.threads.schemas import ConversationDetail, VariantGroup
-
-
-def group_first_id(*, conversation_id: str, mode: GenerationMode, parent_id: str | None) -> str:
-    """The id of the first conversation of the group a conversation belongs to."""
-    if mode is GenerationMode.REGENERATE and parent_id is not None:
-        return parent_id
-    return conversation_id
 
 
 def group_variants(conversations: Sequence[ConversationDetail]) -> list[VariantGroup]:
