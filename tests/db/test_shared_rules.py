@@ -66,7 +66,7 @@ async def test_sql_and_python_agree_on_the_first_of_a_group(session: AsyncSessio
             Conversation.thread_id == first.thread_id
         )
     )
-    in_sql = {conversation_id: first_id for conversation_id, first_id in rows.all()}
+    in_sql: dict[str, str] = dict(rows.all())  # type: ignore[arg-type]
     for conversation in (first, variant, continued):
         in_python = group_first_id(
             conversation_id=conversation.id,
