@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storytool.auth import Authenticator, Caller
 from storytool.config import Settings
@@ -25,25 +23,6 @@ def get_settings(state: StateDep) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    """A session per request that commits when the route returns and rolls back if it raises.
-
-    Services only flush; the commit happens here, at the edge.
-    """
-    async with state["sessionmaker"]() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
-
-
-# scope="function": the commit happens before the answer is sent, so a write that fails to
-# commit is an error to the caller, never a 200 for something that was not stored.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_caller(state: StateDep, request: Request) -> Caller:

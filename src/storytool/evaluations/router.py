@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from storytool.api.deps import CallerDep, SessionDep, SettingsDep, StateDep, UserDep
+from storytool.api.deps import CallerDep, SettingsDep, StateDep, UserDep
 from storytool.api.responses import errors
 from storytool.api.streaming import JsonLinesResponse
 from storytool.evaluations.export import FeedbackExport
@@ -18,8 +18,8 @@ from storytool.models import Rating
 router = APIRouter(prefix="/api", tags=["evaluations"])
 
 
-def get_evaluation_service(session: SessionDep, settings: SettingsDep) -> EvaluationService:
-    return EvaluationService(session, max_comment_chars=settings.max_comment_chars)
+def get_evaluation_service(state: StateDep, settings: SettingsDep) -> EvaluationService:
+    return EvaluationService(state["sessionmaker"], max_comment_chars=settings.max_comment_chars)
 
 
 EvaluationServiceDep = Annotated[EvaluationService, Depends(get_evaluation_service)]
