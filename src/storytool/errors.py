@@ -63,10 +63,3 @@ class TooManyRequests(StorytoolError):
 class ServiceUnavailable(StorytoolError):
     status_code = 503
     code = "service_unavailable"
-
-
-class UpstreamError(StorytoolError):
-    """The language model failed or answered something unusable."""
-
-    status_code = 502
-    code = "upstream_error"
