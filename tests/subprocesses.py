@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -31,15 +34,19 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float 
 
 @contextmanager
 def subprocess_on(port: int, command: list[str], env: dict[str, str]) -> Iterator[int]:
-    """Runs ``command`` until the block ends; yields its pid once ``port`` accepts."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    """Runs ``command`` until the block ends; yields its pid once ``port`` accepts. The command
+    runs in a process group of its own, stopped whole: a shell's children (``sh -c "... && storytool
+    serve"``) go with it instead of outliving the test."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for_port(port, process)
         yield process.pid
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
