@@ -15,7 +15,13 @@ learning. Facts about the SDK (openai 3.x) that shape this code:
 - stream events are dispatched on ``event.type`` strings: unknown types (``keepalive``) arrive as
   an unexpected class, fields a server leaves out (``sequence_number``) are simply absent, and
   ``error`` / ``response.failed`` / ``response.incomplete`` end a stream without raising;
-- a dropped connection raises ``APIConnectionError``, a stall ``APITimeoutError`` (a subclass).
+- a dropped connection raises ``APIConnectionError``, a stall ``APITimeoutError`` (a subclass);
+- building a request walks its parameters against their TypedDicts, and a parsed stream builds a
+  Pydantic model per event: together 4-5 ms of CPU for a 50-token story, three times what the
+  story's own bookkeeping costs. The calls on every story's path (the draft, the refine, the
+  title) therefore go through the client's low-level ``post``/``get`` with a plain JSON body and
+  read the answer as JSON themselves; the client still owns the connection pool, headers,
+  timeouts and status errors.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
+import httpx2
 import openai
 from openai.lib._pydantic import to_strict_json_schema  # the SDK's own, as parse() uses
 from openai.types.chat import ChatCompletionMessageParam
-from openai.types.responses import ResponseInputParam, ResponseStreamEvent
+from openai.types.responses import ResponseInputParam
 from pydantic import BaseModel, ValidationError
 
 from storytool.config import ModelApi, Settings
@@ -76,6 +83,12 @@ LENGTH_CUTS = frozenset({"max_output_tokens", "max_tokens", "length"})
 StructuredRoute = Literal["responses", "chat_schema", "chat_object"]
 
 JSON_OBJECT_NOTE = "Answer with one JSON object, and nothing else, that matches this JSON schema:"
+
+UNREAD = {"X-Stainless-Raw-Response": "stream"}
+"""Asks the SDK for the HTTP response unread (what its ``with_streaming_response`` sends): the
+body is streamed and parsed here."""
+
+Payload = dict[str, Any]
 
 
 class RetryableError(ProviderError):
@@ -155,6 +168,42 @@ def _json_text(answer: str) -> str | None:
     fenced = _FENCE.match(answer)
     text = fenced.group(1) if fenced else answer.strip()
     return text if text.startswith(("{", "[")) else None
+
+
+def _object(value: object) -> Payload:
+    """A JSON object of the answer, or an empty one where a server left it out or sent null."""
+    return value if isinstance(value, dict) else {}
+
+
+def _output_text(response: Payload) -> str:
+    """A Responses answer's text: its messages' ``output_text`` parts, joined."""
+    return "".join(
+        str(part.get("text") or "")
+        for item in response.get("output") or ()
+        if _object(item).get("type") == "message"
+        for part in map(_object, item.get("content") or ())
+        if part.get("type") == "output_text"
+    )
+
+
+def _chat_text(completion: Payload) -> str:
+    choices = completion.get("choices") or [{}]
+    return str(_object(_object(choices[0]).get("message")).get("content") or "")
+
+
+def _payload(text: str) -> Payload:
+    """One streamed event's JSON object; a chat stream's ``{"error": ...}`` raised."""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise ProviderError(f"the model server sent no JSON: {text[:200]!r}") from None
+    if not isinstance(payload, dict):
+        raise ProviderError(f"the model server sent no JSON object: {text[:200]!r}")
+    error = payload.get("error")
+    if error and "type" not in payload:  # Responses events carry a type, errors included
+        message = _object(error).get("message") or "no message"
+        raise ProviderError(f"the model server reported an error: {message}")
+    return payload
 
 
 class OpenAIClient(ModelClient):
@@ -242,8 +291,8 @@ class OpenAIClient(ModelClient):
         if self.capabilities.background:
             await self.cancel(response.id)
 
-    def _learn_background(self, confirmed: bool | None, status: str | None) -> bool:
-        background = bool(confirmed) and status in ("queued", "in_progress")
+    def _learn_background(self, confirmed: object, status: object) -> bool:
+        background = confirmed is True and status in ("queued", "in_progress")
         if self.capabilities.background is None:
             self.capabilities.background = background
             if not background:
@@ -320,6 +369,46 @@ class OpenAIClient(ModelClient):
             finally:
                 await stream.aclose()
 
+    async def _stream(
+        self, path: str, *, body: Payload | None = None, query: dict[str, str] | None = None
+    ) -> AsyncGenerator[Payload, None]:
+        """A streamed answer's events as JSON objects (``body`` posted, or ``path`` read with
+        ``query``), sent when first iterated, until ``[DONE]`` (after which the body is read to
+        its end for at most :data:`DRAIN_TIMEOUT_S`, so the connection can be reused) or the
+        end of the body. A refusal is the SDK's ``APIStatusError``, and a transport failure its
+        ``APIConnectionError``/``APITimeoutError``, as for any call."""
+        if body is None:
+            response = await self._client.get(
+                path, cast_to=httpx2.Response, options={"headers": UNREAD, "params": query or {}}
+            )
+        else:
+            response = await self._client.post(
+                path, body=body, cast_to=httpx2.Response, options={"headers": UNREAD}
+            )
+        lines = response.aiter_lines()
+        data: list[str] = []
+        try:
+            async for line in lines:
+                if line.startswith("data:"):
+                    data.append(line[6:] if line.startswith("data: ") else line[5:])
+                    continue
+                if line or not data:
+                    continue  # event:, id:, comments; or a blank line ending nothing
+                text, data = "\n".join(data), []
+                if text.startswith("[DONE]"):
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                            async for _after in lines:
+                                pass
+                    return
+                yield _payload(text)
+        except httpx2.TimeoutException as error:
+            raise openai.APITimeoutError(request=response.request) from error
+        except httpx2.RequestError as error:
+            raise openai.APIConnectionError(request=response.request) from error
+        finally:
+            await response.aclose()
+
     # --- chat --------------------------------------------------------------------------------
 
     def stream_chat(
@@ -343,25 +432,28 @@ class OpenAIClient(ModelClient):
     ) -> AsyncGenerator[StreamEvent, None]:
         usage: dict[str, int] = {}
         cut = False
+        body: Payload = {
+            "model": model,
+            "messages": _chat_messages(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         try:
-            stream = await self._client.chat.completions.create(
-                model=model,
-                messages=_chat_messages(messages),
-                temperature=temperature if temperature is not None else openai.omit,
-                max_tokens=max_tokens if max_tokens is not None else openai.omit,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            async with stream:
+            async with contextlib.aclosing(self._stream("/chat/completions", body=body)) as chunks:
                 index = 0
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = _usage(chunk.usage.model_dump())
-                    for choice in chunk.choices:
-                        if choice.delta.content:
-                            yield TextDelta(choice.delta.content, index)
+                async for chunk in chunks:
+                    if chunk.get("usage"):
+                        usage = _usage(_object(chunk["usage"]))
+                    for choice in map(_object, chunk.get("choices") or ()):
+                        content = _object(choice.get("delta")).get("content")
+                        if content:
+                            yield TextDelta(str(content), index)
                             index += 1
-                        if choice.finish_reason == "length":
+                        if choice.get("finish_reason") == "length":
                             cut = True
         except openai.APIError as error:
             raise translate(error) from error
@@ -409,17 +501,22 @@ class OpenAIClient(ModelClient):
                 True,
             )
 
-            async def create() -> openai.AsyncStream[ResponseStreamEvent]:
-                return await self._client.responses.create(
-                    model=model,
-                    instructions=instructions,
-                    input=_input_items(messages),
-                    conversation=conversation or openai.omit,
-                    temperature=temperature if temperature is not None else openai.omit,
-                    max_output_tokens=max_tokens if max_tokens is not None else openai.omit,
-                    background=background,
-                    stream=True,
-                )
+            body: Payload = {
+                "model": model,
+                "instructions": instructions,
+                "input": _input_items(messages),
+                "background": background,
+                "stream": True,
+            }
+            if conversation:
+                body["conversation"] = conversation
+            if temperature is not None:
+                body["temperature"] = temperature
+            if max_tokens is not None:
+                body["max_output_tokens"] = max_tokens
+
+            def create() -> AsyncGenerator[Payload, None]:
+                return self._stream("/responses", body=body)
 
             stream = self._until_first_token(
                 lambda: self._response_once(create, None, max_tokens=max_tokens)
@@ -439,10 +536,9 @@ class OpenAIClient(ModelClient):
         """A background run picked up after event ``after``. Not retried from the start: the
         run exists upstream, and starting another would pay for the story twice."""
 
-        async def retrieve() -> openai.AsyncStream[ResponseStreamEvent]:
-            return await self._client.responses.retrieve(
-                response_id, stream=True, starting_after=after
-            )
+        def retrieve() -> AsyncGenerator[Payload, None]:
+            query = {"stream": "true", "starting_after": str(after)}
+            return self._stream(f"/responses/{response_id}", query=query)
 
         stream = self._response_once(retrieve, response_id)
         async with contextlib.aclosing(stream):
@@ -451,7 +547,7 @@ class OpenAIClient(ModelClient):
 
     async def _response_once(
         self,
-        open_stream: Callable[[], Awaitable[openai.AsyncStream[ResponseStreamEvent]]],
+        open_stream: Callable[[], AsyncGenerator[Payload, None]],
         resumed: str | None,
         *,
         max_tokens: int | None = None,
@@ -463,44 +559,47 @@ class OpenAIClient(ModelClient):
         response_id = resumed
         failure: ProviderError
         try:
-            stream = await open_stream()
-            async with stream:
+            async with contextlib.aclosing(open_stream()) as stream:
                 if resumed is not None:
                     self._streaming.add(resumed)
                     yield UpstreamStarted(resumed, background=True)
                 async for event in stream:
-                    if event.type == "response.created":
-                        response = event.response
-                        response_id = response.id
+                    kind = event.get("type")
+                    if kind == "response.output_text.delta":
+                        sequence = event.get("sequence_number")
+                        yield TextDelta(
+                            str(event.get("delta") or ""),
+                            sequence if isinstance(sequence, int) else None,
+                        )
+                        continue
+                    response = _object(event.get("response"))
+                    if kind == "response.created":
+                        response_id = str(response.get("id") or "")
                         self._streaming.add(response_id)
                         background = self._settings.refine_background and self._learn_background(
-                            response.background, response.status
+                            response.get("background"), response.get("status")
                         )
                         yield UpstreamStarted(response_id, background=background)
-                    elif event.type == "response.output_text.delta":
-                        yield TextDelta(event.delta, getattr(event, "sequence_number", None))
-                    elif event.type == "response.completed":
-                        usage = event.response.usage
-                        counts = _usage(usage.model_dump()) if usage else {}
-                        used = counts.get("output_tokens", 0)
-                        cut = max_tokens is not None and used >= max_tokens
+                    elif kind in ("response.completed", "response.incomplete"):
+                        counts = _usage(_object(response.get("usage")))
+                        if kind == "response.completed":
+                            used = counts.get("output_tokens", 0)
+                            cut = max_tokens is not None and used >= max_tokens
+                        else:
+                            reason = _object(response.get("incomplete_details")).get("reason")
+                            if reason not in LENGTH_CUTS:
+                                raise ProviderError(
+                                    f"the model stopped early: {reason or 'no reason'}"
+                                )
+                            cut = True
                         yield StreamFinished(counts, cut=cut)
                         await self._drain(stream)
                         return
-                    elif event.type == "response.incomplete":
-                        details = event.response.incomplete_details
-                        reason = details.reason if details else None
-                        if reason not in LENGTH_CUTS:
-                            raise ProviderError(f"the model stopped early: {reason or 'no reason'}")
-                        usage = event.response.usage
-                        yield StreamFinished(_usage(usage.model_dump()) if usage else {}, cut=True)
-                        await self._drain(stream)
-                        return
-                    elif event.type == "error":
-                        raise ProviderError(f"the model server reported an error: {event.message}")
-                    elif event.type == "response.failed":
-                        problem = event.response.error
-                        detail = problem.message if problem else "no reason given"
+                    elif kind == "error":
+                        message = event.get("message") or _object(event.get("error")).get("message")
+                        raise ProviderError(f"the model server reported an error: {message}")
+                    elif kind == "response.failed":
+                        detail = _object(response.get("error")).get("message") or "no reason given"
                         raise ProviderError(f"the model run failed: {detail}")
             failure = ProviderError("the model server ended the stream before the story was done")
         except openai.APIStatusError as error:
@@ -525,7 +624,7 @@ class OpenAIClient(ModelClient):
         raise failure
 
     @staticmethod
-    async def _drain(stream: openai.AsyncStream[ResponseStreamEvent]) -> None:
+    async def _drain(stream: AsyncGenerator[Payload, None]) -> None:
         """Reads a finished stream to the end of its body, so the connection goes back to the
         pool for the next call instead of being closed half-read; a server that keeps it open
         past the end loses the connection instead."""
@@ -627,38 +726,33 @@ class OpenAIClient(ModelClient):
     ) -> str:
         schema = _schema(output)
         if route == "responses":
-            response = await self._client.responses.create(
-                model=model,
-                instructions=instructions,
-                input=text,
-                text={
-                    "format": {
-                        "type": "json_schema",
-                        "name": output.__name__,
-                        "schema": schema,
-                        "strict": True,
-                    }
-                },
-            )
-            return response.output_text
+            text_format = {"type": "json_schema", "name": output.__name__, "schema": schema}
+            body: Payload = {
+                "model": model,
+                "instructions": instructions,
+                "input": text,
+                "text": {"format": {**text_format, "strict": True}},
+            }
+            return _output_text(_object(await self._answer("/responses", body)))
         if route == "chat_schema":
-            completion = await self._client.chat.completions.create(
-                model=model,
-                messages=_chat_messages([Message("system", instructions), Message("user", text)]),
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": output.__name__, "schema": schema, "strict": True},
-                },
-            )
+            system = instructions
+            response_format: Payload = {
+                "type": "json_schema",
+                "json_schema": {"name": output.__name__, "schema": schema, "strict": True},
+            }
         else:
-            note = f"{instructions}\n\n{JSON_OBJECT_NOTE}\n{json.dumps(schema)}"
-            completion = await self._client.chat.completions.create(
-                model=model,
-                messages=_chat_messages([Message("system", note), Message("user", text)]),
-                response_format={"type": "json_object"},
-            )
-        choices = completion.choices
-        return (choices[0].message.content or "") if choices else ""
+            system = f"{instructions}\n\n{JSON_OBJECT_NOTE}\n{json.dumps(schema)}"
+            response_format = {"type": "json_object"}
+        body = {
+            "model": model,
+            "messages": _chat_messages([Message("system", system), Message("user", text)]),
+            "response_format": response_format,
+        }
+        return _chat_text(_object(await self._answer("/chat/completions", body)))
+
+    async def _answer(self, path: str, body: Payload) -> object:
+        """A plain JSON answer, as the server sent it (the SDK only decodes it)."""
+        return await self._client.post(path, body=body, cast_to=object)
 
     # --- embeddings --------------------------------------------------------------------------
 
