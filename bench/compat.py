@@ -34,18 +34,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from bench.generation import mariadb_database
+from bench.generation import (
+    Route,
+    healthy,
+    mariadb_database,
+    start_litellm,
+    stop,
+    wait_litellm,
+    wait_until,
+)
 from pydantic import SecretStr
 from tests.fakes.server_thread import ServerThread
 from tests.generation.conftest import Database, Event, read_events, serving, story_of
@@ -136,67 +143,22 @@ def llama_backend(name: str, python: str, model: Path, log_dir: Path) -> Iterato
 @contextmanager
 def litellm_proxy(executable: str, backends: list[Backend], log_dir: Path) -> Iterator[str]:
     """LiteLLM with, per backend and per prefix, one model group for each Storytool model."""
-    lines = ["model_list:"]
-    for backend in backends:
-        for prefix in ("openai", "llamafile"):
-            for model in (DRAFT_MODEL, REFINE_MODEL, MINI_MODEL):
-                lines += [
-                    f"  - model_name: {prefix}-{backend.name}-{model}",
-                    "    litellm_params:",
-                    f"      model: {prefix}/{model}",
-                    f"      api_base: {backend.relay_url}/v1",
-                ]
-                if prefix == "openai":
-                    lines.append("      api_key: none")
-    config = log_dir / "litellm.yaml"
-    config.write_text("\n".join(lines) + "\n")
-    port = free_port()
-    env = {
-        **os.environ,
-        "LITELLM_MASTER_KEY": LITELLM_KEY,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    }
-    with (log_dir / "litellm.log").open("wb") as log:
-        process = subprocess.Popen(
-            [executable, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
+    routes = [
+        Route(
+            f"{prefix}-{backend.name}-{model}",
+            f"{prefix}/{model}",
+            f"{backend.relay_url}/v1",
+            "none" if prefix == "openai" else None,
         )
-    url = f"http://127.0.0.1:{port}"
+        for backend in backends
+        for prefix in ("openai", "llamafile")
+        for model in (DRAFT_MODEL, REFINE_MODEL, MINI_MODEL)
+    ]
+    port, process = start_litellm(executable, routes, log_dir, LITELLM_KEY)
     try:
-        wait_until(lambda: healthy(f"{url}/health/liveliness"), process, "LiteLLM", 180)
-        yield url
+        yield wait_litellm(port, process, log_dir)
     finally:
         stop(process)
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def wait_until(
-    ready: Callable[[], bool], process: subprocess.Popen[bytes], name: str, timeout_s: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start within {timeout_s:g} s")
-        time.sleep(0.2)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def settings_for(setup: Setup, url: str, data_dir: Path) -> Settings:

@@ -2,11 +2,12 @@
 
     .venv/bin/python -m bench.generation                      # SQLite
     .venv/bin/python -m bench.generation --database mariadb   # its own MariaDB database
+    .venv/bin/python -m bench.generation --litellm /tmp/litellm-venv/bin/litellm   # with (d)
     (--quick for a short smoke run)
 
 For each scenario a fresh fake OpenAI server (``tests/fakes/openai_server.py``, its own process)
 streams a story of ``tokens`` word tokens at ``rate`` tokens per second, and the same load runs
-against three targets, each a single uvicorn worker in its own process:
+against each target, a single uvicorn worker in its own process:
 
   a  direct   the fake's ``POST /v1/responses`` stream, read by the load client itself
   a+ direct, draft first: the load client first reads a whole ``POST /v1/chat/completions``
@@ -16,10 +17,15 @@ against three targets, each a single uvicorn worker in its own process:
   c  storytool ``POST /api/generate`` with the openai provider (SQLite or MariaDB, local auth);
               the fake answers every call at once (no first-token delay; the draft model writes
               one token; title and recommendations are one more call)
+  d  litellm  LiteLLM's proxy (``--litellm``: the ``litellm`` executable of a venv of its own with
+              ``litellm[proxy]==1.106.12``; without it (d) is skipped) with an ``openai/`` model
+              for the fake: the load client sends it what (a) sends the fake, and LiteLLM passes
+              ``POST /v1/responses`` through (``background`` included). Its events are ``data:``
+              lines only, no ``event:`` lines
 
-All three ask for a background run (``background=true``), as Storytool's refine stage does by
-default: the fake serves those through a queue, a few ms slower than a plain stream, and (a) and
-(b) must pay that too for the differences to be Storytool's own.
+All ask for a background run (``background=true``), as Storytool's refine stage does by default:
+the fake serves those through a queue, a few ms slower than a plain stream, and (a), (b) and (d)
+must pay that too for the differences to be Storytool's own.
 
 The load client is raw asyncio sockets (HTTP/1.1, chunked SSE), lighter than httpx, recording
 when each delta arrives. Figures per target:
@@ -34,7 +40,8 @@ when each delta arrives. Figures per target:
   delay      per-chunk delay: chunk i's offset from the stream's first chunk, minus the mean of
              that offset in (a) for the same scenario (p50/p99); "added" = that, relative to (a)
   gap p99    between consecutive deltas of one stream
-  cpu/chunk  CPU seconds of the target's process per delta delivered (for (a): the fake's own)
+  cpu/chunk  CPU seconds of the target's process per delta delivered (for (a): the fake's own;
+             for (d): LiteLLM's, which runs as one process)
   rss/stream peak RSS during the run minus RSS before it, per open stream
   complete   streams that ended normally with every delta
   load       the machine's 1-minute load average when the scenario ended (2 cores here)
@@ -52,6 +59,7 @@ streams. What a user waits for is text on screen:
   b  relay    a minimal app that streams the draft call's deltas, then the refine's
   c  storytool ``POST /api/generate``: first visible text is its first ``delta`` (the draft's),
               done is its ``done`` event (after title and recommendations)
+  d  litellm  the draft call through LiteLLM (``--litellm``): first text through the proxy
 """
 
 from __future__ import annotations
@@ -61,18 +69,20 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import uvicorn
 from fastapi import FastAPI, Request
@@ -84,6 +94,9 @@ from storytool.config import Settings
 from storytool.db.engine import create_engine
 from storytool.db.migrations import upgrade
 
+API_KEY = "sk-bench"
+"""The load client's bearer token: LiteLLM's master key (its keys start with ``sk-``); the other
+targets do not check it."""
 DRAFT_MODEL = "bench-draft"
 REFINE_MODEL = "gpt-4o"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -158,6 +171,21 @@ PIPELINE_RELAY = Target(
 )
 VISIBLE = Target("c storytool", STORYTOOL.path, STORYTOOL.body, b"event: delta", STORYTOOL.done)
 """Storytool's first visible text: a delta of either stage."""
+LITELLM = Target(
+    "d litellm",
+    DIRECT.path,
+    DIRECT.body,
+    b'"type":"response.output_text.delta"',
+    b'"type":"response.completed"',
+)
+"""(a)'s request through LiteLLM, whose events have no ``event:`` line, only ``data:``."""
+LITELLM_DRAFT = Target(
+    "d litellm (draft call)",
+    DRAFT_DIRECT.path,
+    DRAFT_DIRECT.body,
+    b'"delta":{"content":',
+    DRAFT_DIRECT.done,
+)
 
 
 @dataclass
@@ -175,7 +203,7 @@ class Stream:
 def post(path: str, body: dict[str, Any]) -> bytes:
     data = json.dumps(body).encode()
     return (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
         f"Accept: text/event-stream\r\n\r\n".encode()
     ) + data
@@ -344,6 +372,98 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_until(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], name: str, timeout_s: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start within {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    """Terminate all, then wait for each; kill one that takes over 20 s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class Route:
+    """A model group of LiteLLM's proxy: ``name`` as clients send it, served by ``model``
+    (``provider/upstream name``) at ``api_base``."""
+
+    name: str
+    model: str
+    api_base: str
+    api_key: str | None = None
+
+
+def start_litellm(
+    executable: str, routes: list[Route], folder: Path, key: str
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """LiteLLM's proxy on a free port, one process (one uvicorn worker, no children), with its
+    config and log in ``folder``. Not waited for: ``wait_litellm``."""
+    lines = ["model_list:"]
+    for route in routes:
+        lines += [
+            f"  - model_name: {route.name}",
+            "    litellm_params:",
+            f"      model: {route.model}",
+            f"      api_base: {route.api_base}",
+        ]
+        if route.api_key is not None:
+            lines.append(f"      api_key: {route.api_key}")
+    config = folder / "litellm.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    port = free_port()
+    env = {**os.environ, "LITELLM_MASTER_KEY": key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    with (folder / "litellm.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                executable,
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num_workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    return port, process
+
+
+def wait_litellm(port: int, process: subprocess.Popen[bytes], folder: Path) -> str:
+    """The proxy's URL once it is live; failing, the end of its log says why."""
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(f"{url}/health/liveliness"), process, "LiteLLM", 180)
+    except RuntimeError as error:
+        log = (folder / "litellm.log").read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError("\n".join([str(error), *log])) from None
+    return url
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -479,15 +599,26 @@ OVERHEAD_TARGETS = (
     (DIRECT_PIPELINE, "fake"),
     (RELAY, "relay"),
     (STORYTOOL, "app"),
+    (LITELLM, "litellm"),
 )
-VISIBLE_TARGETS = ((DRAFT_DIRECT, "fake"), (PIPELINE_RELAY, "relay"), (VISIBLE, "app"))
+VISIBLE_TARGETS = (
+    (DRAFT_DIRECT, "fake"),
+    (PIPELINE_RELAY, "relay"),
+    (VISIBLE, "app"),
+    (LITELLM_DRAFT, "litellm"),
+)
+LITELLM_SKIPPED = "target d (LiteLLM) skipped: pass --litellm /path/to/venv/bin/litellm"
 
 
 async def run_scenario(
     scenario: Scenario,
     database_url: str,
     targets: tuple[tuple[Target, str], ...] = OVERHEAD_TARGETS,
+    litellm: str | None = None,
 ) -> dict[str, Measured]:
+    """The scenario against each target; those on LiteLLM only with ``litellm`` (its
+    executable)."""
+    targets = tuple((t, server) for t, server in targets if server != "litellm" or litellm)
     fake_port, relay_port, app_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{fake_port}/v1"
     rate = "none" if scenario.rate is None else str(scenario.rate)
@@ -519,25 +650,31 @@ async def run_scenario(
         },
     )
     servers = [fake, relay, app]
+    where = {"fake": (fake_port, fake), "relay": (relay_port, relay), "app": (app_port, app)}
+    folder = Path(tempfile.mkdtemp(prefix="bench-generation-"))
     try:
-        for port, process in ((fake_port, fake), (relay_port, relay), (app_port, app)):
-            wait_listening(port, process)
+        if litellm is not None and any(server == "litellm" for _t, server in targets):
+            # The fake's own model names, so the load client sends LiteLLM what (a) sends.
+            routes = [
+                Route(model, f"openai/{model}", upstream, "bench")
+                for model in (DRAFT_MODEL, REFINE_MODEL)
+            ]
+            where["litellm"] = start_litellm(litellm, routes, folder, API_KEY)
+            servers.append(where["litellm"][1])
+        for server, (port, process) in where.items():
+            if server == "litellm":
+                wait_litellm(port, process, folder)
+            else:
+                wait_listening(port, process)
         results: dict[str, Measured] = {}
-        where = {
-            "fake": (fake_port, fake.pid),
-            "relay": (relay_port, relay.pid),
-            "app": (app_port, app.pid),
-        }
         for target, server in targets:
-            port, pid = where[server]
+            port, pid = where[server][0], where[server][1].pid
             await measure(port, pid, target, Scenario("warm-up", 2, None, 3))
             results[target.name] = await measure(port, pid, target, scenario)
         return results
     finally:
-        for process in servers:
-            process.terminate()
-        for process in servers:
-            process.wait(timeout=30)
+        stop(*servers)
+        shutil.rmtree(folder)
 
 
 @asynccontextmanager
@@ -565,7 +702,7 @@ async def mariadb_database(admin_url: str, name: str = MARIADB_DATABASE) -> Asyn
         await admin.dispose()
 
 
-async def realistic(url: str, quick: bool) -> None:
+async def realistic(url: str, quick: bool, litellm: str | None) -> None:
     """First visible text and completion at a real model's pace (module docstring)."""
     print(
         "\n| scenario | target | first text p50 ms (over upstream) | p99 ms (over upstream) "
@@ -581,12 +718,14 @@ async def realistic(url: str, quick: bool) -> None:
             first_token=0.4,
             draft=300,
         )
-        results = await run_scenario(scenario, url, VISIBLE_TARGETS)
+        results = await run_scenario(scenario, url, VISIBLE_TARGETS, litellm)
         for row in report_visible(scenario, results):
             print(row, flush=True)
 
 
-async def main_async(quick: bool, database: str, admin_url: str, only: set[str]) -> None:
+async def main_async(
+    quick: bool, database: str, admin_url: str, only: set[str], litellm: str | None
+) -> None:
     short = Scenario("10 streams", 10, None, 50, rounds=2 if quick else 5)
     long = Scenario("10 x long", 10, None, 200 if quick else 1000)
     scenarios = [
@@ -603,8 +742,10 @@ async def main_async(quick: bool, database: str, admin_url: str, only: set[str])
             url = await stack.enter_async_context(sqlite_database())
         await upgrade(url)
         print(f"database: {database}; started {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+        if litellm is None:
+            print(LITELLM_SKIPPED)
         if only == {"realistic"}:
-            await realistic(url, quick)
+            await realistic(url, quick, litellm)
             return
         print(
             "| scenario | target | ttft p50 ms (added) | added over a+ ms "
@@ -616,7 +757,7 @@ async def main_async(quick: bool, database: str, admin_url: str, only: set[str])
         for scenario in scenarios:
             if only and scenario.name not in only:
                 continue
-            measured[scenario.name] = await run_scenario(scenario, url)
+            measured[scenario.name] = await run_scenario(scenario, url, litellm=litellm)
             for row in report(scenario, measured[scenario.name]):
                 print(row, flush=True)
         if short.name not in measured or long.name not in measured:
@@ -663,9 +804,22 @@ def main() -> None:
         metavar="SCENARIO",
         help='Run this scenario only (repeatable), e.g. --only "1 stream".',
     )
+    parser.add_argument(
+        "--litellm",
+        metavar="PATH",
+        help="The litellm executable of a venv with litellm[proxy]==1.106.12: target d.",
+    )
     arguments = parser.parse_args()
+    if arguments.litellm is not None and not os.access(arguments.litellm, os.X_OK):
+        parser.error(f"--litellm {arguments.litellm}: not an executable")
     asyncio.run(
-        main_async(arguments.quick, arguments.database, arguments.mariadb_url, set(arguments.only))
+        main_async(
+            arguments.quick,
+            arguments.database,
+            arguments.mariadb_url,
+            set(arguments.only),
+            arguments.litellm,
+        )
     )
 
 
