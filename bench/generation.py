@@ -610,29 +610,16 @@ VISIBLE_TARGETS = (
 LITELLM_SKIPPED = "target d (LiteLLM) skipped: pass --litellm /path/to/venv/bin/litellm"
 
 
-async def run_scenario(
-    scenario: Scenario,
-    database_url: str,
-    targets: tuple[tuple[Target, str], ...] = OVERHEAD_TARGETS,
-    litellm: str | None = None,
-) -> dict[str, Measured]:
-    """The scenario against each target; those on LiteLLM only with ``litellm`` (its
-    executable)."""
-    targets = tuple((t, server) for t, server in targets if server != "litellm" or litellm)
-    fake_port, relay_port, app_port = free_port(), free_port(), free_port()
-    upstream = f"http://127.0.0.1:{fake_port}/v1"
-    rate = "none" if scenario.rate is None else str(scenario.rate)
-    pace = [rate, str(scenario.tokens), str(scenario.first_token), str(scenario.draft)]
-    fake = spawn(["-m", "bench.generation", "fake", str(fake_port), *pace])
-    relay = spawn(["-m", "bench.generation", "relay", str(relay_port), upstream])
-    app = spawn(
+def spawn_storytool(port: int, upstream: str, database_url: str) -> subprocess.Popen[bytes]:
+    """Storytool as target c: one uvicorn worker, the openai provider on ``upstream``."""
+    return spawn(
         [
             "-m",
             "uvicorn",
             "--factory",
             "storytool.main:create_app",
             "--port",
-            str(app_port),
+            str(port),
             "--log-level",
             "warning",
         ],
@@ -649,6 +636,24 @@ async def run_scenario(
             "STORYTOOL_RATE_LIMIT": "1000000/minute",
         },
     )
+
+
+async def run_scenario(
+    scenario: Scenario,
+    database_url: str,
+    targets: tuple[tuple[Target, str], ...] = OVERHEAD_TARGETS,
+    litellm: str | None = None,
+) -> dict[str, Measured]:
+    """The scenario against each target; those on LiteLLM only with ``litellm`` (its
+    executable)."""
+    targets = tuple((t, server) for t, server in targets if server != "litellm" or litellm)
+    fake_port, relay_port, app_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{fake_port}/v1"
+    rate = "none" if scenario.rate is None else str(scenario.rate)
+    pace = [rate, str(scenario.tokens), str(scenario.first_token), str(scenario.draft)]
+    fake = spawn(["-m", "bench.generation", "fake", str(fake_port), *pace])
+    relay = spawn(["-m", "bench.generation", "relay", str(relay_port), upstream])
+    app = spawn_storytool(app_port, upstream, database_url)
     servers = [fake, relay, app]
     where = {"fake": (fake_port, fake), "relay": (relay_port, relay), "app": (app_port, app)}
     folder = Path(tempfile.mkdtemp(prefix="bench-generation-"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, undefer
 
@@ -25,6 +25,17 @@ from storytool.models import (
     Thread,
     group_first_column,
 )
+
+_CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+_DATA: Table = ConversationData.__table__  # type: ignore[assignment]
+
+SAVE_DATA = update(_DATA).where(_DATA.c.conversation_id == bindparam("row_id"))
+"""Sets the ``conversation_data`` columns named in its parameters, for row ``row_id``: a Core
+statement built once, not an ORM update, which costs a story's end about 0.2 ms more per
+statement in evaluating and synchronising the session."""
+SAVE_RUN = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id"))
+"""As :data:`SAVE_DATA`, over ``conversations``."""
+_FINISH = SAVE_RUN.where(_CONVERSATIONS.c.status == ConversationStatus.IN_PROGRESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +189,7 @@ class ConversationRepository:
 
     async def save_data(self, *, conversation_id: str, **values: Any) -> None:
         """Stores stage results (base_story, story, title, recommendations) as they complete."""
-        await self.session.execute(
-            update(ConversationData)
-            .where(ConversationData.conversation_id == conversation_id)
-            .values(**values)
-        )
+        await self.session.execute(SAVE_DATA, {"row_id": conversation_id, **values})
 
     async def running_in_thread(self, *, user_id: str, thread_id: str) -> list[str]:
         """The user's in-progress conversations of the thread."""
@@ -300,12 +307,5 @@ class ConversationRepository:
         }
         if upstream_response_id is not None:
             values["upstream_response_id"] = upstream_response_id
-        result = await self.session.execute(
-            update(Conversation)
-            .where(
-                Conversation.id == conversation_id,
-                Conversation.status == ConversationStatus.IN_PROGRESS,
-            )
-            .values(values)
-        )
+        result = await self.session.execute(_FINISH, {"row_id": conversation_id, **values})
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -21,15 +21,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storytool.models import Conversation, ConversationData
+from storytool.generation.repository import SAVE_DATA, SAVE_RUN
 
 logger = logging.getLogger("storytool.generation")
-
-_DATA: Table = ConversationData.__table__  # type: ignore[assignment]
-_CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -115,10 +111,6 @@ class StageWriter:
         async with self._gate, self._sessionmaker.begin() as session:
             # One executemany per set of columns: the SET clause comes from the parameters.
             for rows in by_columns.values():
-                await session.execute(
-                    update(_DATA).where(_DATA.c.conversation_id == bindparam("row_id")), rows
-                )
+                await session.execute(SAVE_DATA, rows)
             for rows in runs.values():
-                await session.execute(
-                    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id")), rows
-                )
+                await session.execute(SAVE_RUN, rows)

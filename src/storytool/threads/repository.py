@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -19,6 +19,11 @@ from storytool.models import (
     ConversationStatus,
     Thread,
 )
+
+_THREADS: Table = Thread.__table__  # type: ignore[assignment]
+_TOUCH = update(_THREADS).where(_THREADS.c.id == bindparam("row_id"))
+"""Built once (as :data:`storytool.generation.repository.SAVE_DATA`): every story's end runs it."""
+_TOUCH_TITLED = _TOUCH.values(title=func.coalesce(_THREADS.c.title, bindparam("new_title")))
 
 ThreadKey = tuple[datetime, str]
 """A keyset position: the (updated_at, id) of the last thread a page showed."""
@@ -151,10 +156,11 @@ class ThreadRepository:
 
     async def touch(self, *, thread_id: str, title: str | None = None) -> None:
         """Marks new activity; sets the title only if the thread has none yet."""
-        values: dict[str, Any] = {"updated_at": utcnow()}
-        if title is not None:
-            values["title"] = func.coalesce(Thread.title, title)
-        await self.session.execute(update(Thread).where(Thread.id == thread_id).values(values))
+        values: dict[str, Any] = {"row_id": thread_id, "updated_at": utcnow()}
+        if title is None:
+            await self.session.execute(_TOUCH, values)
+        else:
+            await self.session.execute(_TOUCH_TITLED, {**values, "new_title": title})
 
     async def delete(self, *, user_id: str, thread_id: str) -> bool:
         """Deletes the thread; the database cascades to conversations, data and evaluations."""
