@@ -40,7 +40,6 @@ from bench.generation import (
 
 from storytool.db.migrations import upgrade
 
-
 BUCKETS: tuple[tuple[str, str], ...] = (
     ("openai/_streaming.py", "SDK: SSE parse + event models"),
     ("openai/_base_client.py", "SDK: request build/send"),
