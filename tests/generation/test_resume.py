@@ -174,7 +174,7 @@ class TestFollow:
         await written(log, "c1", deltas=2, ended=True)
         for after in (4, 5, 99):
             async with asyncio.timeout(ENDS_WITHIN_S):
-                assert [event async for event in log.follow("c1", after=after)] == []
+                assert await followed(log, "c1", after=after) == []
 
     async def test_after_more_than_was_written_it_ends_with_the_story(self, log: EventLog):
         await written(log, "c2", deltas=2, ended=False)
@@ -188,6 +188,21 @@ class TestFollow:
         await written(log, "c3", deltas=3, ended=True)
         assert [event.id for event in await followed(log, "c3", after=2)] == [3, 4, 5]
 
+    async def test_what_is_written_comes_in_one_batch_and_new_events_as_they_come(
+        self, log: EventLog
+    ):
+        # A reader behind the writer sends what is there in one write; one keeping up is not
+        # held back waiting for more.
+        await written(log, "c4", deltas=3, ended=False)
+        batches = log.follow("c4")
+        assert [event.id for event in await anext(batches)] == [1, 2, 3, 4]
+        await log.append("c4", Delta(stage="refine", text="더"))
+        assert [event.id for event in await anext(batches)] == [5]
+        await log.append("c4", Done(usage={}))
+        assert [event.event for event in await anext(batches)] == ["done"]
+        with pytest.raises(StopAsyncIteration):
+            await anext(batches)
+
 
 async def written(log: EventLog, conversation_id: str, *, deltas: int, ended: bool) -> None:
     await log.open(conversation_id)
@@ -199,4 +214,4 @@ async def written(log: EventLog, conversation_id: str, *, deltas: int, ended: bo
 
 
 async def followed(log: EventLog, conversation_id: str, *, after: int) -> list[LoggedEvent]:
-    return [event async for event in log.follow(conversation_id, after=after)]
+    return [event async for batch in log.follow(conversation_id, after=after) for event in batch]

@@ -53,9 +53,10 @@ async def test_the_partial_story_is_flushed_while_it_streams(
     )
     streamed = ""
     seen_stored = ""
-    async for event in stories.stream(started.conversation_id):
-        if event.event == "delta" and json.loads(event.data)["stage"] == "refine":
-            streamed += json.loads(event.data)["text"]
+    async for batch in stories.stream(started.conversation_id):
+        for event in batch:
+            if event.event == "delta" and json.loads(event.data)["stage"] == "refine":
+                streamed += json.loads(event.data)["text"]
         conversation, data = await database.conversation(started.conversation_id)
         if conversation.status is ConversationStatus.IN_PROGRESS and data.story:
             seen_stored = data.story

@@ -85,9 +85,9 @@ async def cancel_on_b(a: StoryService, b: StoryService) -> tuple[list[LoggedEven
     three = asyncio.Event()
 
     async def read() -> None:
-        async for event in a.stream(started.conversation_id):
-            events.append(event)
-            if sum(refined(seen) for seen in events) == 3:
+        async for batch in a.stream(started.conversation_id):
+            events.extend(batch)
+            if sum(refined(seen) for seen in events) >= 3:
                 three.set()
 
     reader = asyncio.create_task(read())

@@ -9,7 +9,7 @@ are full is dropped (:mod:`storytool.api.streaming`); the story it was reading g
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -49,7 +49,7 @@ class _EventStreamResponse(EventSourceResponse):
 
 
 def event_stream(
-    messages: AsyncGenerator[Message, None],
+    messages: AsyncGenerator[Sequence[Message], None],
     *,
     send_timeout_s: float,
     shutdown: anyio.Event | None = None,
@@ -58,13 +58,17 @@ def event_stream(
 ) -> EventSourceResponse:
     """``shutdown`` is set when the server begins to stop; the stream then gets up to
     ``shutdown_grace_s`` to send its last events before it is cut. ``release`` is called once
-    the response has ended, however it ended (even before its first event)."""
+    the response has ended, however it ended (even before its first event). ``messages`` come
+    in batches, each sent in one write."""
 
-    async def encode() -> AsyncIterator[ServerSentEvent]:
+    async def encode() -> AsyncIterator[bytes]:
         # Closing the encoder closes the source too, so its cleanup runs on a disconnect.
         async with aclosing(messages):
-            async for message in messages:
-                yield ServerSentEvent(message.data, event=message.event, id=str(message.id))
+            async for batch in messages:
+                yield b"".join(
+                    ServerSentEvent(message.data, event=message.event, id=str(message.id)).encode()
+                    for message in batch
+                )
 
     return _EventStreamResponse(
         encode(),

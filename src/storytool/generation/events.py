@@ -89,10 +89,15 @@ class EventLog(Protocol):
         so its readers stop waiting; nothing when the log already ended or is unknown."""
         ...
 
-    def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
+    def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[list[LoggedEvent]]:
         """The events with ids above ``after``, then new ones as they come, until the terminal
         event, which ends it even when its id is not above ``after`` (then nothing is yielded).
-        Nothing when the log is unknown or already dropped."""
+        Nothing when the log is unknown or already dropped.
+
+        Events come in batches, each non-empty and in order: all that were there when the
+        reader looked. A reader behind the writer (a burst of deltas, the events that end a
+        story) then sends them in one write instead of one per event; a reader keeping up gets
+        them one by one, as soon as each is written."""
         ...
 
     async def take_over(self, conversation_id: str) -> list[LoggedEvent]:
@@ -150,7 +155,9 @@ class MemoryEventLog:
         stream = self._streams.setdefault(conversation_id, _Stream())
         return list(stream.events)
 
-    async def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
+    async def follow(
+        self, conversation_id: str, *, after: int = 0
+    ) -> AsyncIterator[list[LoggedEvent]]:
         stream = self._streams.get(conversation_id)
         if stream is None:
             return
@@ -159,13 +166,12 @@ class MemoryEventLog:
         # waiting for ids that will never be written.
         position = min(max(after, 0), max(len(stream.events) - 1, 0))
         while True:
-            while position < len(stream.events):
-                logged = stream.events[position]
-                position += 1
-                if logged.id > after:
-                    yield logged
-                if logged.terminal:
-                    return
+            batch, ended = _batch(stream.events[position:], after)
+            position = len(stream.events)
+            if batch:
+                yield batch
+            if ended:
+                return
             await stream.appended.wait()
 
     async def aclose(self) -> None:
@@ -291,7 +297,9 @@ class RedisEventLog:
                 pipe.pexpire(key, self._retention_ms)
                 await pipe.execute()
 
-    async def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
+    async def follow(
+        self, conversation_id: str, *, after: int = 0
+    ) -> AsyncIterator[list[LoggedEvent]]:
         key = self._key(conversation_id)
         after = max(after, 0)
         position = after
@@ -303,29 +311,38 @@ class RedisEventLog:
             # XREAD from where the log is, not from ``after``: a reader claiming more than it
             # holds still sees the terminal event come.
             position = min(after, last.id)
-        for logged in missed:
-            position = logged.id
-            yield logged
-            if logged.terminal:
-                return
+        answer = missed
         while True:
-            answer = await self._readers.xread(
+            if answer:
+                position = answer[-1].id
+                batch, ended = _batch(answer, after)
+                if batch:
+                    yield batch
+                if ended:
+                    return
+            read = await self._readers.xread(
                 {key: f"{position}-0"}, count=500, block=self._block_ms
             )
-            if not answer:
+            if not read:
                 if not await self._redis.exists(key):
                     return  # expired, or its replica died before the end
-                continue
-            for logged in _parse(cast("list[list[Any]]", answer)[0][1]):
-                position = logged.id
-                if logged.id > after:
-                    yield logged
-                if logged.terminal:
-                    return
+            answer = _parse(cast("list[list[Any]]", read)[0][1]) if read else []
 
     async def aclose(self) -> None:
         self._next.clear()
         await self._readers.aclose()
+
+
+def _batch(events: list[LoggedEvent], after: int) -> tuple[list[LoggedEvent], bool]:
+    """Of ``events`` (in order), those above ``after`` up to the terminal one, and whether the
+    terminal one was among them."""
+    batch: list[LoggedEvent] = []
+    for logged in events:
+        if logged.id > after:
+            batch.append(logged)
+        if logged.terminal:
+            return batch, True
+    return batch, False
 
 
 def _fields(logged: LoggedEvent) -> dict[FieldT, EncodableT]:

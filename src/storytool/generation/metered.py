@@ -102,7 +102,7 @@ class MeteredEventLog:
         if isinstance(payload, Done | Cancelled | Error):
             self._metrics.generations.labels(*_outcome(payload)).inc()
 
-    def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
+    def follow(self, conversation_id: str, *, after: int = 0) -> AsyncIterator[list[LoggedEvent]]:
         return self._inner.follow(conversation_id, after=after)
 
     async def aclose(self) -> None:

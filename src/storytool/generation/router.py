@@ -30,7 +30,7 @@ StoryServiceDep = Annotated[StoryService, Depends(get_story_service)]
 def _stream(
     stories: StoryService,
     settings: Settings,
-    events: AsyncGenerator[LoggedEvent, None],
+    events: AsyncGenerator[list[LoggedEvent], None],
     release: Callable[[], None] | None = None,
 ) -> EventSourceResponse:
     """On SIGTERM the service ends its stories at once; each stream gets the shutdown timeout to

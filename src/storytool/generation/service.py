@@ -85,7 +85,7 @@ class Replay:
     it ended: a generator that never started (a client gone before the first byte) runs no
     ``finally`` of its own."""
 
-    events: AsyncGenerator[LoggedEvent, None]
+    events: AsyncGenerator[list[LoggedEvent], None]
     release: Callable[[], None]
 
 
@@ -260,15 +260,16 @@ class StoryService:
 
     async def stream(
         self, conversation_id: str, *, after: int = 0
-    ) -> AsyncGenerator[LoggedEvent, None]:
-        """Follows the log. With ``cancel_on_disconnect``, the last reader leaving before the
-        terminal event stops the generation (stop_reason client_gone)."""
+    ) -> AsyncGenerator[list[LoggedEvent], None]:
+        """Follows the log, in its batches (:meth:`EventLog.follow`). With
+        ``cancel_on_disconnect``, the last reader leaving before the terminal event stops the
+        generation (stop_reason client_gone)."""
         self._followers[conversation_id] += 1
         ended = False
         try:
-            async for event in self._events.follow(conversation_id, after=after):
-                ended = event.terminal
-                yield event
+            async for batch in self._events.follow(conversation_id, after=after):
+                ended = batch[-1].terminal
+                yield batch
         finally:
             self._followers[conversation_id] -= 1
             if self._followers[conversation_id] <= 0:
@@ -405,8 +406,8 @@ class StoryService:
         last = await self._events.last(conversation_id)
         if last is None or last.terminal:
             return
-        async for event in self._events.follow(conversation_id, after=last.id):
-            if event.terminal:
+        async for batch in self._events.follow(conversation_id, after=last.id):
+            if batch[-1].terminal:
                 return
 
     async def _keep(self, *, until_done: bool) -> None:
