@@ -5,8 +5,9 @@
     (py-spy is not a project dependency: ``pip install py-spy`` into a venv of its own)
 
 The same load as bench/generation.py's "10 streams" scenario (10 stories at once, 50 deltas a
-story, the fake answering at once, a one-token draft), run ``--rounds`` times against one
-Storytool process while py-spy samples it (``--nonblocking``, 1,000 samples a second). Each
+story or ``--tokens``, the fake answering at once, a one-token draft), run ``--rounds`` times
+against one Storytool process while py-spy samples it (``--nonblocking``, 1,000 samples a
+second). Each
 sample's stack is sorted into one bucket, by the innermost frame that belongs to a part named
 in ``BUCKETS``; the table gives each bucket's CPU in ms per story (the samples' share of the
 process's measured CPU time, which py-spy's idle filter leaves out), and the folded stacks go to
@@ -93,7 +94,7 @@ def read_folded(path: Path) -> Counter[str]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    scenario = Scenario("10 streams", 10, None, 50, rounds=args.rounds)
+    scenario = Scenario("10 streams", 10, None, args.tokens, rounds=args.rounds)
     async with AsyncExitStack() as stack:
         if args.database == "mariadb":
             url = await stack.enter_async_context(mariadb_database(MARIADB_ADMIN_URL))
@@ -102,12 +103,15 @@ async def main_async(args: argparse.Namespace) -> None:
         await upgrade(url)
         fake_port, app_port = free_port(), free_port()
         upstream = f"http://127.0.0.1:{fake_port}/v1"
-        fake = spawn(["-m", "bench.generation", "fake", str(fake_port), "none", "50", "0", "0"])
+        pace = ["none", str(args.tokens), "0", "0"]
+        fake = spawn(["-m", "bench.generation", "fake", str(fake_port), *pace])
         app = spawn_storytool(app_port, upstream, url)
         try:
             wait_listening(fake_port, fake)
             wait_listening(app_port, app)
-            await measure(app_port, app.pid, STORYTOOL, Scenario("warm-up", 10, None, 50, 3))
+            await measure(
+                app_port, app.pid, STORYTOOL, Scenario("warm-up", 10, None, args.tokens, 3)
+            )
             folded = args.out / f"profile-{args.database}.folded"
             spy = subprocess.Popen(
                 [
@@ -163,6 +167,9 @@ def main() -> None:
     parser.add_argument("--py-spy", required=True, help="The py-spy executable.")
     parser.add_argument("--database", choices=["sqlite", "mariadb"], default="sqlite")
     parser.add_argument("--rounds", type=int, default=30, help="Rounds of 10 stories.")
+    parser.add_argument(
+        "--tokens", type=int, default=50, help="Deltas a story (2: the fixed cost per story)."
+    )
     parser.add_argument("--top", type=int, default=25, help="Storytool functions listed.")
     parser.add_argument("--out", type=Path, default=Path("test-output"), help="Folded stacks.")
     args = parser.parse_args()

@@ -14,7 +14,7 @@ from storytool.api.responses import errors
 router = APIRouter(prefix="/api", tags=["analysis"])
 
 
-def get_analysis_service(state: StateDep) -> AnalysisService:
+async def get_analysis_service(state: StateDep) -> AnalysisService:
     return AnalysisService(
         client=state["llm"], sessionmaker=state["sessionmaker"], settings=state["settings"]
     )

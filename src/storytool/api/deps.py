@@ -11,14 +11,14 @@ from storytool.config import Settings
 from storytool.lifespan import State
 
 
-def get_state(request: Request) -> State:
+async def get_state(request: Request) -> State:
     return cast(State, request.state._state)
 
 
 StateDep = Annotated[State, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state["settings"]
 
 

@@ -66,7 +66,7 @@ async def _model_server(client: ModelClient) -> dict[str, object]:
     return {"status": "ok", **client.capabilities.as_dict()}
 
 
-def check_metrics_token(
+async def check_metrics_token(
     state: StateDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:

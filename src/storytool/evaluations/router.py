@@ -18,7 +18,7 @@ from storytool.models import Rating
 router = APIRouter(prefix="/api", tags=["evaluations"])
 
 
-def get_evaluation_service(state: StateDep, settings: SettingsDep) -> EvaluationService:
+async def get_evaluation_service(state: StateDep, settings: SettingsDep) -> EvaluationService:
     return EvaluationService(state["sessionmaker"], max_comment_chars=settings.max_comment_chars)
 
 

@@ -20,7 +20,7 @@ from storytool.schemas import Id
 router = APIRouter(prefix="/api", tags=["generation"])
 
 
-def get_story_service(state: StateDep) -> StoryService:
+async def get_story_service(state: StateDep) -> StoryService:
     return state["stories"]
 
 

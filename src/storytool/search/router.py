@@ -15,7 +15,7 @@ from storytool.search.service import SearchService
 router = APIRouter(prefix="/api", tags=["search"])
 
 
-def get_search_service(state: StateDep) -> SearchService:
+async def get_search_service(state: StateDep) -> SearchService:
     return state["search"]
 
 

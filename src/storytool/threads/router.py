@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["history"])
 _NO_THREAD = errors({404: "No such thread of the caller's"})
 
 
-def get_thread_service(state: StateDep) -> ThreadService:
+async def get_thread_service(state: StateDep) -> ThreadService:
     return ThreadService(
         sessionmaker=state["sessionmaker"],
         cursors=CursorSigner(state["settings"].history_cursor_secret.get_secret_value()),
