@@ -11,9 +11,23 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Enum, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Enum,
+    Insert,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    insert,
+    inspect,
+)
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, make_transient_to_detached, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -102,6 +116,40 @@ def str_enum(enum: type[StrEnum], length: int) -> Enum:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+_INSERTS: dict[Table, Insert] = {}
+
+
+def _new_row(instance: Base) -> dict[str, Any]:
+    """A new object's row: its attributes, with each column's Python default where one is unset
+    (set on the object too, so every column attribute is loaded)."""
+    row: dict[str, Any] = {}
+    for attribute in inspect(instance).mapper.column_attrs:
+        column = attribute.columns[0]
+        value = getattr(instance, attribute.key)
+        if value is None and column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+        elif value is None and column.default is not None and column.default.is_callable:
+            value = column.default.arg(None)
+        setattr(instance, attribute.key, value)
+        row[column.key] = value
+    return row
+
+
+async def insert_new(session: AsyncSession, *instances: Base) -> None:
+    """Writes new objects, in order, with one prepared Core INSERT each, and makes them
+    persistent in ``session`` as if flushed: the unit of work's flush of a story's three new
+    rows cost more CPU than their three statements."""
+    for instance in instances:
+        table: Table = instance.__table__  # type: ignore[assignment]
+        statement = _INSERTS.get(table)
+        if statement is None:
+            statement = _INSERTS[table] = insert(table)
+        await session.execute(statement, _new_row(instance))
+    for instance in instances:
+        make_transient_to_detached(instance)
+    session.add_all(instances)
 
 
 class TimestampMixin:

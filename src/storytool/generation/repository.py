@@ -14,7 +14,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, undefer
 
-from storytool.db.base import new_id, utcnow
+from storytool.db.base import insert_new, new_id, utcnow
 from storytool.generation.story import Turn
 from storytool.models import (
     Conversation,
@@ -80,8 +80,8 @@ class ConversationRepository:
         parent_conversation_id: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> Conversation:
-        """Creates the conversation in ``thread`` (perhaps new, not yet flushed), in the caller's
-        transaction."""
+        """Creates the conversation in ``thread``, in the caller's transaction."""
+        data = ConversationData(user_input=user_input, tags=tags)
         conversation = Conversation(
             id=new_id(),
             thread_id=thread.id,
@@ -91,10 +91,10 @@ class ConversationRepository:
             mode=mode,
             parent_conversation_id=parent_conversation_id,
             options=options,
-            data=ConversationData(user_input=user_input, tags=tags),
+            data=data,
         )
-        self.session.add(conversation)
-        await self.session.flush()  # one flush: the thread, the conversation, then its data
+        data.conversation_id = conversation.id
+        await insert_new(self.session, conversation, data)
         return conversation
 
     async def status(self, *, conversation_id: str) -> ConversationStatus | None:

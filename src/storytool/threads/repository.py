@@ -11,7 +11,7 @@ from sqlalchemy import Select, Table, and_, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from storytool.db.base import new_id, utcnow
+from storytool.db.base import insert_new, new_id, utcnow
 from storytool.models import (
     ContentEvaluation,
     Conversation,
@@ -80,10 +80,10 @@ class ThreadRepository:
         )
         return result.scalar_one_or_none()
 
-    def add(self, *, user_id: str) -> Thread:
-        """A new thread of the user's, written with the caller's next flush."""
+    async def add(self, *, user_id: str) -> Thread:
+        """A new thread of the user's, in the caller's transaction."""
         thread = Thread(id=new_id(), user_id=user_id)
-        self.session.add(thread)
+        await insert_new(self.session, thread)
         return thread
 
     async def page(

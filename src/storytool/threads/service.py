@@ -46,10 +46,10 @@ async def conversation_of(
 
 async def open_thread(session: AsyncSession, *, user_id: str, thread_id: str | None) -> Thread:
     """The thread a new conversation goes into: the user's ``thread_id``, marked active, or a
-    new one (written with the caller's next flush); 404 for a thread not the user's."""
+    new one; 404 for a thread not the user's."""
     threads = ThreadRepository(session)
     if thread_id is None:
-        return threads.add(user_id=user_id)
+        return await threads.add(user_id=user_id)
     found = await threads.get(user_id=user_id, thread_id=thread_id)
     if found is None:
         raise NotFound("no such thread", field="thread_id")
