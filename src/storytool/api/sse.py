@@ -18,9 +18,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from storytool.api.streaming import dropped
+from storytool.api.streaming import SendTimedOut, dropped, sends_in_time
 
 PING_INTERVAL_S = 15
+WRITE_BYTES = 4096
+"""A batch of events goes out in writes of about this size: few writes for a reader behind the
+writer, while the server's write buffer still fills write by write, so a reader that takes
+nothing is found out by a send that waits, not handed a whole story into server memory."""
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 
 
@@ -34,15 +38,25 @@ class Message(Protocol):
 
 
 class _EventStreamResponse(EventSourceResponse):
-    def __init__(self, *args: Any, release: Callable[[], None] | None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        send_timeout_s: float,
+        release: Callable[[], None] | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(content, send_timeout=send_timeout_s, **kwargs)
+        self._send_timeout_s = send_timeout_s
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # sse-starlette bounds the sends of events and pings, not the one that ends the
+        # answer, which waits for the buffers to drain: a reader frozen then would hold it.
         try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            dropped(scope, self.send_timeout)
+            await super().__call__(scope, receive, sends_in_time(send, self._send_timeout_s))
+        except (SendTimeoutError, SendTimedOut):
+            dropped(scope, self._send_timeout_s)
         finally:
             if self._release is not None:
                 self._release()
@@ -59,22 +73,28 @@ def event_stream(
     """``shutdown`` is set when the server begins to stop; the stream then gets up to
     ``shutdown_grace_s`` to send its last events before it is cut. ``release`` is called once
     the response has ended, however it ended (even before its first event). ``messages`` come
-    in batches, each sent in one write."""
+    in batches, each sent in writes of about :data:`WRITE_BYTES`."""
 
     async def encode() -> AsyncIterator[bytes]:
         # Closing the encoder closes the source too, so its cleanup runs on a disconnect.
         async with aclosing(messages):
             async for batch in messages:
-                yield b"".join(
-                    ServerSentEvent(message.data, event=message.event, id=str(message.id)).encode()
-                    for message in batch
-                )
+                write = b""
+                for message in batch:
+                    write += ServerSentEvent(
+                        message.data, event=message.event, id=str(message.id)
+                    ).encode()
+                    if len(write) >= WRITE_BYTES:
+                        yield write
+                        write = b""
+                if write:
+                    yield write
 
     return _EventStreamResponse(
         encode(),
         ping=PING_INTERVAL_S,
         headers=SSE_HEADERS,
-        send_timeout=send_timeout_s,
+        send_timeout_s=send_timeout_s,
         shutdown_event=shutdown,
         shutdown_grace_period=shutdown_grace_s,
         release=release,

@@ -20,8 +20,22 @@ from starlette.types import Message, Receive, Scope, Send
 logger = logging.getLogger("storytool.api")
 
 
-class _SendTimedOut(Exception):
+class SendTimedOut(Exception):
     """Not a TimeoutError: Starlette turns an OSError from a send into a client disconnect."""
+
+
+def sends_in_time(send: Send, timeout_s: float) -> Send:
+    """``send`` with each message bounded by ``timeout_s``, past which it raises
+    :class:`SendTimedOut`. Every message, the one that ends the answer too: that one waits for
+    the buffers to drain like any other."""
+
+    async def send_in_time(message: Message) -> None:
+        with anyio.move_on_after(timeout_s) as waited:
+            await send(message)
+        if waited.cancelled_caught:
+            raise SendTimedOut
+
+    return send_in_time
 
 
 def dropped(scope: Scope, send_timeout_s: float | None) -> None:
@@ -51,13 +65,7 @@ class JsonLinesResponse(StreamingResponse):
         self.send_timeout_s = send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_in_time(message: Message) -> None:
-            with anyio.move_on_after(self.send_timeout_s) as waited:
-                await send(message)
-            if waited.cancelled_caught:
-                raise _SendTimedOut
-
         try:
-            await super().__call__(scope, receive, send_in_time)
-        except _SendTimedOut:
+            await super().__call__(scope, receive, sends_in_time(send, self.send_timeout_s))
+        except SendTimedOut:
             dropped(scope, self.send_timeout_s)

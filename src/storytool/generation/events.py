@@ -166,13 +166,16 @@ class MemoryEventLog:
         # waiting for ids that will never be written.
         position = min(max(after, 0), max(len(stream.events) - 1, 0))
         while True:
+            # The signal of the next append, taken with the events it follows: appends made
+            # while this reader was away at its yield have set it already.
+            appended = stream.appended
             batch, ended = _batch(stream.events[position:], after)
             position = len(stream.events)
             if batch:
                 yield batch
             if ended:
                 return
-            await stream.appended.wait()
+            await appended.wait()
 
     async def aclose(self) -> None:
         for handle in self._finished.values():
