@@ -140,3 +140,26 @@ def test_serve_writes_json_lines_carrying_the_request_id(tmp_path: Path):
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert [line.get("request_id") for line in access] == ["probe-7"]
     assert API_KEY not in errors
+
+
+def test_a_server_at_debug_level_under_a_debug_root_logs_no_statement_parameters():
+    # aiosqlite logs every statement with its parameters at DEBUG: with the server's logging
+    # configuration, a root logger at DEBUG (an operator's own setup) still never sees them.
+    script = f"""
+import asyncio, logging, logging.config, sys
+import aiosqlite
+from storytool.logging import logging_config
+logging.config.dictConfig(logging_config("DEBUG"))
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
+async def main():
+    async with aiosqlite.connect(":memory:") as db:
+        await db.execute("CREATE TABLE t (story TEXT)")
+        await db.execute("INSERT INTO t VALUES (?)", ({PROMPT!r},))
+asyncio.run(main())
+logging.getLogger("storytool").debug("saved")
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "saved" in run.stderr  # the server's own DEBUG records are written
+    assert PROMPT not in run.stdout + run.stderr

@@ -58,15 +58,18 @@ class JsonFormatter(logging.Formatter):
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the server: JSON lines on stderr for storytool and
-    uvicorn (its access log included)."""
+    uvicorn (its access log included). aiosqlite logs each statement with its parameters (a
+    story's text) at DEBUG: it stays at WARNING even under a root logger set to DEBUG."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    loggers: dict[str, Any] = {
+        name: {"handlers": ["default"], "level": level, "propagate": False}
+        for name in ("storytool", "uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    loggers["aiosqlite"] = {"level": "WARNING"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"default": handler},
-        "loggers": {
-            name: {"handlers": ["default"], "level": level, "propagate": False}
-            for name in ("storytool", "uvicorn", "uvicorn.error", "uvicorn.access")
-        },
+        "loggers": loggers,
     }
