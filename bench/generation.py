@@ -731,7 +731,7 @@ async def realistic(url: str, quick: bool, litellm: str | None) -> None:
 async def main_async(
     quick: bool, database: str, admin_url: str, only: set[str], litellm: str | None
 ) -> None:
-    short = Scenario("10 streams", 10, None, 50, rounds=2 if quick else 5)
+    short = Scenario("10 streams", 10, None, 50, rounds=2 if quick else 20)
     long = Scenario("10 x long", 10, None, 200 if quick else 1000)
     scenarios = [
         Scenario("1 stream", 1, None, 50, rounds=3 if quick else 20),

@@ -39,6 +39,7 @@ import random
 import re
 import secrets
 import struct
+import threading
 import time
 import uuid
 from collections import deque
@@ -209,6 +210,15 @@ class Behaviour:
     faults: list[Fault] = field(default_factory=list)
     http_errors: list[HttpError] = field(default_factory=list)
     quirks: Quirks = field(default_factory=Quirks)
+    held_after: dict[str, int] = field(default_factory=dict)
+    """Per model name: its Responses runs write this many tokens, then wait for
+    :meth:`release`. A test holds every run mid-story for as long as it needs, however loaded
+    the machine, instead of racing the model's pace."""
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Lets the held runs (and any held later) go on to their end."""
+        self.released.set()
 
     def fail_next(
         self,
@@ -689,10 +699,14 @@ class FakeOpenAI:
         cut = run.limit is not None and len(tokens) > run.limit
         if run.limit is not None:
             tokens = tokens[: run.limit]
+        held_after = self.behaviour.held_after.get(str(run.body.get("model")))
         for index, token in enumerate(tokens):
             if fault is not None and index >= fault.after:
                 self._fail(run, fault.kind)
                 return
+            if held_after is not None and index >= held_after:
+                while not self.behaviour.released.is_set():
+                    await asyncio.sleep(0.01)
             await self._pace(index)
             run.written += token
             run.emit("response.output_text.delta", delta=token, logprobs=[], **where)

@@ -29,6 +29,9 @@ from tests.generation.test_openai_upstream import REFINE_MODEL, REFINED
 from tests.replicas.conftest import Replica, deltas, generate_then, mariadb, resume
 
 STORIES = 20
+HELD_AFTER = 10
+"""The refine runs stop after this many tokens until the test lets them go: every story is
+still mid-refine when its replica goes, however slowly a loaded machine started them."""
 
 
 @pytest.fixture
@@ -116,8 +119,10 @@ class TestAdoption:
         database: Database,
     ):
         a, b = two
+        upstream.behaviour.held_after = {REFINE_MODEL: HELD_AFTER}
         stories = await begin(http, a, STORIES)
         a.kill()
+        upstream.behaviour.release()
         await assert_carried_on(http, b, upstream, database, stories, owner=b.name)
 
     async def test_a_drained_replica_hands_its_stories_over_at_once(
@@ -128,10 +133,12 @@ class TestAdoption:
         database: Database,
     ):
         a, b = two
+        upstream.behaviour.held_after = {REFINE_MODEL: HELD_AFTER}
         stories = await begin(http, a, STORIES)
         began = time.monotonic()
         await asyncio.to_thread(a.terminate)
         stopped = time.monotonic() - began
+        upstream.behaviour.release()
         [first] = await resume(http, b, stories[0], first_only=True)
         handed = time.monotonic() - began
 
