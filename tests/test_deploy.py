@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from storytool.config import AuthMode, Settings, describe_settings_error
-from tests.subprocesses import free_port, subprocess_on
+from tests.subprocesses import PortTaken, free_port, subprocess_on
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,16 +209,24 @@ def search_after(folder: Path, start: str, **settings: str) -> dict[str, Any]:
         "STORYTOOL_AUTH_MODE": "local",
     }
     subprocess.run(["sh", "-c", INDEX_BUILD], cwd=folder, env=env, check=True, timeout=120)
-    port = free_port()
     start = start.replace("--host 0.0.0.0", "--host 127.0.0.1").replace("--workers 2", "")
-    start = f"cd {folder} && {start.replace('--port 8000', f'--port {port}')}"
-    with subprocess_on(port, ["sh", "-c", start], env=env | settings):
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
-        found = httpx.post(
-            f"http://127.0.0.1:{port}/api/search",
-            json={"query": "만석이 남대문 밖 소금 객주 집 헛간에 몸을 숨기니", "top_k": 1},
-            timeout=30,
-        )
+    # The start command upgrades and builds before it binds its port: seconds in which another
+    # process on the machine may take that port, and then the command runs again on another.
+    for attempt in range(3):
+        port = free_port()
+        command = f"cd {folder} && {start.replace('--port 8000', f'--port {port}')}"
+        try:
+            with subprocess_on(port, ["sh", "-c", command], env=env | settings):
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+                found = httpx.post(
+                    f"http://127.0.0.1:{port}/api/search",
+                    json={"query": "만석이 남대문 밖 소금 객주 집 헛간에 몸을 숨기니", "top_k": 1},
+                    timeout=30,
+                )
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
     assert ready.status_code == 200, ready.text
     assert found.status_code == 200, found.text
     result: dict[str, Any] = found.json()
