@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from storytool.api.streaming import SendTimedOut, dropped, sends_in_time
@@ -46,16 +45,16 @@ class _EventStreamResponse(EventSourceResponse):
         release: Callable[[], None] | None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(content, send_timeout=send_timeout_s, **kwargs)
+        super().__init__(content, **kwargs)
         self._send_timeout_s = send_timeout_s
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # sse-starlette bounds the sends of events and pings, not the one that ends the
-        # answer, which waits for the buffers to drain: a reader frozen then would hold it.
+        # Every send bounded here, once: sse-starlette's own send_timeout leaves out the send
+        # that ends the answer, which waits for the buffers to drain like any other.
         try:
             await super().__call__(scope, receive, sends_in_time(send, self._send_timeout_s))
-        except (SendTimeoutError, SendTimedOut):
+        except SendTimedOut:
             dropped(scope, self._send_timeout_s)
         finally:
             if self._release is not None:
