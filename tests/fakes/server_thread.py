@@ -27,8 +27,14 @@ class ServerThread:
         """``send_buffer``: SO_SNDBUF of the listening socket, which every accepted connection
         inherits. Loopback otherwise grows a connection's send buffer to megabytes, so a client
         that stops reading blocks the server's sends only after that much."""
+        # log_config=None: uvicorn's own dictConfig would close every handler already
+        # installed, pytest's --log-file among them, which then drops all later records.
         config = uvicorn.Config(
-            app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=shutdown_s
+            app,
+            log_config=None,
+            log_level="warning",
+            lifespan=lifespan,
+            timeout_graceful_shutdown=shutdown_s,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from storytool.config import AuthMode, Settings
-from storytool.models import ConversationStatus, StopReason
+from storytool.main import create_app
+from storytool.models import Conversation, ConversationStatus, StopReason
+from tests.fakes.server_thread import ServerThread
 from tests.generation.conftest import (
     Database,
     cancel_when,
@@ -191,6 +196,38 @@ class TestCancel:
         assert conversation.stop_reason is StopReason.SHUTDOWN
         assert data.story
         assert data.story.startswith(story_of(events))
+
+    async def test_a_story_that_cannot_stop_in_time_is_named_with_where_it_waits(
+        self, settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
+    ):
+        """The replica exits after its shutdown timeout whatever a story waits on, and says
+        which story held it and where, so a slow exit can be traced."""
+        caplog.set_level(logging.WARNING, logger="storytool")
+        server = ServerThread(create_app(paced(settings, 300, shutdown_timeout_s=0.5)))
+        server.start()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            events = await until_deltas(client, PROMPT, 2)
+        conversation_id = events[0].data["conversation_id"]
+        # Another transaction holds the story's row: its end waits for it.
+        async with database.engine.connect() as holder:
+            await holder.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(status=Conversation.status)
+            )
+            stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+            async with asyncio.timeout(30):
+                while not any("shutdown timeout" in record.message for record in caplog.records):
+                    await asyncio.sleep(0.05)
+            await holder.rollback()
+        await stopping
+
+        [warning] = [record for record in caplog.records if "shutdown timeout" in record.message]
+        assert f"generation-{conversation_id} did not stop within the 0.5 s" in warning.message
+        assert "_end_early" in warning.message  # saving its end, not stuck upstream
+        # Left as it stood, for the next start's recovery to end.
+        conversation, _data = await database.conversation(conversation_id)
+        assert conversation.status is ConversationStatus.IN_PROGRESS
 
 
 class TestLimits:

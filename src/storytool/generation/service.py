@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import anyio
 from redis.asyncio import Redis
@@ -356,7 +357,16 @@ class StoryService:
             run.stop(StopReason.SHUTDOWN)
         tasks = [run.task for run in runs if run.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=self._settings.shutdown_timeout_s)
+            timeout = self._settings.shutdown_timeout_s
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                # What held this replica's exit: where each story's task still waits.
+                logger.warning(
+                    "%s did not stop within the %g s shutdown timeout; it waits at %s",
+                    task.get_name(),
+                    timeout,
+                    " -> ".join(_frames(task)),
+                )
         if hand_off and self._replicas is not None:
             await self._replicas.leave()
 
@@ -530,6 +540,22 @@ class StoryService:
     async def _wait(self, run: Run) -> None:
         if run.task is not None:
             await asyncio.wait([run.task], timeout=self._settings.cancel_wait_s)
+
+
+def _frames(task: asyncio.Task[None]) -> list[str]:
+    """Where ``task`` waits, outermost first: ``function (file:line)`` of each coroutine or
+    generator it awaits (``Task.get_stack`` gives only the outermost frame of a suspended one)."""
+    frames: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is None:  # a future, or a generator's step: its name is all there is
+            frames.append(type(awaited).__name__)
+            break
+        code = frame.f_code
+        frames.append(f"{code.co_name} ({code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return frames
 
 
 def build_story_service(
