@@ -239,8 +239,10 @@ class Pipeline:
         except asyncio.CancelledError:
             run.ending = True
             task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()  # handled here: the task ends normally once its text is saved
+            while task is not None and task.cancelling():
+                # Handled here, every cancel of the stop (Run.stop may have sent more than
+                # one): the task ends normally once its text is saved.
+                task.uncancel()
             if run.hand_off and progress.sequence is not None and progress.background:
                 await self._hand_off(job, progress)
                 return

@@ -17,6 +17,10 @@ RETRY_AFTER_SECONDS = 5
 """What a refused client is told to wait: a short story's draft stage, about when a slot frees up.
 Longer only slows a user down; shorter makes clients hammer a full server."""
 
+RECANCEL_S = 0.5
+"""How long a stopped task may go on before it is cancelled again: far longer than the cleanup
+a cancel runs on its way out (closing the upstream stream), which a new cancel would cut."""
+
 
 @dataclass(eq=False, slots=True)
 class Run:
@@ -36,8 +40,18 @@ class Run:
         if self.stop_reason is not None or self.ending or self.task is None:
             return False
         self.stop_reason = reason
-        self.task.cancel()
+        self._cancel()
         return True
+
+    def _cancel(self) -> None:
+        """Cancels the task, and again every :data:`RECANCEL_S` until it is ending: on Python
+        3.11 ``asyncio.wait_for`` drops a cancel that comes as the operation it waits on
+        completes (redis-py's socket writes use it), and the story went on as if never
+        stopped. Cancels made before the task next runs count as one."""
+        if self.task is None or self.task.done() or self.ending:
+            return
+        self.task.cancel()
+        asyncio.get_running_loop().call_later(RECANCEL_S, self._cancel)
 
 
 class RunRegistry:
