@@ -142,19 +142,29 @@ def test_serve_writes_json_lines_carrying_the_request_id(tmp_path: Path):
     assert API_KEY not in errors
 
 
-def test_a_server_at_debug_level_under_a_debug_root_logs_no_statement_parameters():
-    # aiosqlite logs every statement with its parameters at DEBUG: with the server's logging
-    # configuration, a root logger at DEBUG (an operator's own setup) still never sees them.
+def test_a_server_at_debug_level_under_a_debug_root_logs_no_story_text():
+    # At DEBUG, aiosqlite logs every statement with its parameters and sse-starlette every chunk
+    # it sends (as escaped bytes): with the server's logging configuration, a root logger at
+    # DEBUG (an operator's own setup) still never sees them.
     script = f"""
 import asyncio, logging, logging.config, sys
 import aiosqlite
+from sse_starlette import EventSourceResponse
 from storytool.logging import logging_config
 logging.config.dictConfig(logging_config("DEBUG"))
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
+async def events():
+    yield {{"data": {PROMPT!r}}}
+async def receive():
+    await asyncio.sleep(60)
+async def send(message):
+    if message.get("body"):
+        print("sent", len(message["body"]), file=sys.stderr)
 async def main():
     async with aiosqlite.connect(":memory:") as db:
         await db.execute("CREATE TABLE t (story TEXT)")
         await db.execute("INSERT INTO t VALUES (?)", ({PROMPT!r},))
+    await EventSourceResponse(events(), ping=0)({{"type": "http", "method": "GET"}}, receive, send)
 asyncio.run(main())
 logging.getLogger("storytool").debug("saved")
 """
@@ -162,4 +172,7 @@ logging.getLogger("storytool").debug("saved")
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert "saved" in run.stderr  # the server's own DEBUG records are written
+    assert "sent" in run.stderr  # the story's event went out
+    escaped = str(PROMPT.encode())[2:-1]  # how a logged bytes object shows it
     assert PROMPT not in run.stdout + run.stderr
+    assert escaped not in run.stdout + run.stderr

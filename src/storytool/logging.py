@@ -58,14 +58,16 @@ class JsonFormatter(logging.Formatter):
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the server: JSON lines on stderr for storytool and
-    uvicorn (its access log included). aiosqlite logs each statement with its parameters (a
-    story's text) at DEBUG: it stays at WARNING even under a root logger set to DEBUG."""
+    uvicorn (its access log included). At DEBUG aiosqlite logs each statement with its
+    parameters, and sse-starlette each chunk it sends: a story's text. Both stay at WARNING even
+    under a root logger set to DEBUG."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     loggers: dict[str, Any] = {
         name: {"handlers": ["default"], "level": level, "propagate": False}
         for name in ("storytool", "uvicorn", "uvicorn.error", "uvicorn.access")
     }
-    loggers["aiosqlite"] = {"level": "WARNING"}
+    for name in ("aiosqlite", "sse_starlette"):
+        loggers[name] = {"level": "WARNING"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
