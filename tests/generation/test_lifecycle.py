@@ -205,22 +205,25 @@ class TestCancel:
         caplog.set_level(logging.WARNING, logger="storytool")
         server = ServerThread(create_app(paced(settings, 300, shutdown_timeout_s=0.5)))
         server.start()
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            events = await until_deltas(client, PROMPT, 2)
-        conversation_id = events[0].data["conversation_id"]
-        # Another transaction holds the story's row: its end waits for it.
-        async with database.engine.connect() as holder:
-            await holder.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id)
-                .values(status=Conversation.status)
-            )
-            stopping = asyncio.create_task(asyncio.to_thread(server.stop))
-            async with asyncio.timeout(30):
-                while not any("shutdown timeout" in record.message for record in caplog.records):
-                    await asyncio.sleep(0.05)
-            await holder.rollback()
-        await stopping
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                events = await until_deltas(client, PROMPT, 2)
+            conversation_id = events[0].data["conversation_id"]
+            # Another transaction holds the story's row: its end waits for it.
+            async with database.engine.connect() as holder:
+                await holder.execute(
+                    update(Conversation)
+                    .where(Conversation.id == conversation_id)
+                    .values(status=Conversation.status)
+                )
+                stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+                async with asyncio.timeout(30):
+                    while not any("shutdown timeout" in r.message for r in caplog.records):
+                        await asyncio.sleep(0.05)
+                await holder.rollback()
+            await stopping
+        finally:
+            server.stop()  # at once if the test stopped it already; else a failure's cleanup
 
         [warning] = [record for record in caplog.records if "shutdown timeout" in record.message]
         assert f"generation-{conversation_id} did not stop within the 0.5 s" in warning.message

@@ -35,7 +35,6 @@ async def test_a_stop_whose_cancel_is_dropped_still_stops_the_task():
     await asyncio.wait({run.task}, timeout=10)
 
     assert run.task.done()
-
     assert heard == [StopReason.SHUTDOWN]
 
 
@@ -59,5 +58,4 @@ async def test_a_stopped_task_is_cancelled_once_when_it_hears_the_first():
     await asyncio.wait({run.task}, timeout=10)
 
     assert run.task.done()
-
     assert cleaned == [True]
