@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from storytool.config import Settings
 from storytool.db.base import new_id, utcnow
 from storytool.db.engine import create_engine
-from storytool.generation.repository import ConversationRepository
+from storytool.generation.repository import ConversationRepository, new_conversation
 from storytool.models import (
     ContentEvaluation,
     Conversation,
@@ -48,8 +48,8 @@ async def create_conversation(
     **overrides: Any,
 ) -> Conversation:
     thread = await open_thread(session, user_id=user_id, thread_id=thread_id)
-    conversation = await ConversationRepository(session).start(
-        thread=thread, user_input=user_input, tags=tags or ["모험"]
+    conversation = await ConversationRepository(session).add(
+        new_conversation(thread_id=thread.id, user_input=user_input, tags=tags or ["모험"])
     )
     for name, value in overrides.items():
         setattr(conversation, name, value)

@@ -10,7 +10,7 @@ from storytool.config import Settings
 from storytool.db.base import Base, utcnow
 from storytool.db.engine import create_engine
 from storytool.db.migrations import alembic_config, downgrade, upgrade
-from storytool.generation.repository import ConversationRepository
+from storytool.generation.repository import ConversationRepository, new_conversation
 from storytool.models import ContentEvaluation, Conversation, ConversationData, Thread
 from storytool.threads.service import open_thread
 from tests.conftest import reset_schema
@@ -131,8 +131,10 @@ class TestMigrations:
     async def test_korean_and_four_byte_text_round_trips(self, session: AsyncSession):
         story = "화설, 옛날 남원 땅에 춘향이라 하는 여인이 있었더라. 🌸 " * 2000
         thread = await open_thread(session, user_id="사용자", thread_id=None)
-        conversation = await ConversationRepository(session).start(
-            thread=thread, user_input="춘향이 그네를 뛰더라", tags=["사랑", "절개"]
+        conversation = await ConversationRepository(session).add(
+            new_conversation(
+                thread_id=thread.id, user_input="춘향이 그네를 뛰더라", tags=["사랑", "절개"]
+            )
         )
         await ConversationRepository(session).save_data(
             conversation_id=conversation.id, story=story, title="춘향전 새로 쓰기"

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storytool.db.base import utcnow
 from storytool.errors import NotFound
 from storytool.evaluations.repository import EvaluationRepository
-from storytool.generation.repository import ConversationRepository
+from storytool.generation.repository import ConversationRepository, new_conversation
 from storytool.models import (
     ContentEvaluation,
     Conversation,
@@ -31,8 +31,8 @@ async def count(session: AsyncSession, model: type) -> int:
 class TestStartConversation:
     async def test_creates_thread_conversation_and_data_together(self, session: AsyncSession):
         thread = await open_thread(session, user_id="user-a", thread_id=None)
-        conversation = await ConversationRepository(session).start(
-            thread=thread, user_input="한 선비 이야기", tags=["선비"]
+        conversation = await ConversationRepository(session).add(
+            new_conversation(thread_id=thread.id, user_input="한 선비 이야기", tags=["선비"])
         )
         assert conversation.status is ConversationStatus.IN_PROGRESS
         thread = await ThreadRepository(session).get(
@@ -45,7 +45,9 @@ class TestStartConversation:
     async def test_a_failed_transaction_leaves_nothing_behind(self, session: AsyncSession):
         nested = await session.begin_nested()
         thread = await open_thread(session, user_id="user-a", thread_id=None)
-        await ConversationRepository(session).start(thread=thread, user_input="x", tags=[])
+        await ConversationRepository(session).add(
+            new_conversation(thread_id=thread.id, user_input="x", tags=[])
+        )
         await nested.rollback()
         assert await count(session, Thread) == 0
         assert await count(session, Conversation) == 0

@@ -67,6 +67,48 @@ class Plan:
     remote_conversation_id: str | None = None
 
 
+def _check_length(request: GenerateRequest, max_input_chars: int) -> None:
+    if request.user_input is not None and len(request.user_input) > max_input_chars:
+        raise InvalidInput(
+            f"user_input is longer than {max_input_chars} characters", field="user_input"
+        )
+
+
+def plan_new_thread(request: GenerateRequest, *, max_input_chars: int) -> Plan | None:
+    """The plan of a story that opens a new thread, which has nothing to read first; None for
+    every other request (:func:`plan_generation` plans those in the start's transaction)."""
+    if request.mode is not GenerationMode.NEW or request.thread_id is not None:
+        return None
+    _check_length(request, max_input_chars)
+    return _new_plan(request, history=[], remote_id=None)
+
+
+def _new_plan(request: GenerateRequest, *, history: list[Turn], remote_id: str | None) -> Plan:
+    user_input, tags = request.user_input, request.tags
+    assert user_input is not None  # the schema requires it for this mode
+    return Plan(
+        thread_id=request.thread_id,
+        mode=GenerationMode.NEW,
+        parent_conversation_id=None,
+        user_input=user_input,
+        tags=tags,
+        story_request=_story_request(request, user_input, tags, history),
+        remote_conversation_id=remote_id,
+    )
+
+
+def _story_request(
+    request: GenerateRequest, user_input: str, tags: list[str], history: list[Turn]
+) -> StoryRequest:
+    return StoryRequest(
+        user_input=user_input,
+        tags=tags,
+        length=request.options.length,
+        temperature=request.options.temperature,
+        history=history,
+    )
+
+
 async def plan_generation(
     session: AsyncSession,
     *,
@@ -77,10 +119,7 @@ async def plan_generation(
 ) -> Plan:
     """Reads what the mode starts from, in the caller's transaction. Raises 404 (the thread or
     parent is not the user's), 409 (nothing to continue yet) or 422 before anything is written."""
-    if request.user_input is not None and len(request.user_input) > max_input_chars:
-        raise InvalidInput(
-            f"user_input is longer than {max_input_chars} characters", field="user_input"
-        )
+    _check_length(request, max_input_chars)
     planner = _Planner(session, user_id=user_id, request=request, history_turns=history_turns)
     if request.mode is GenerationMode.NEW:
         return await planner.new()
@@ -120,21 +159,13 @@ class _Planner:
         self._history_turns = history_turns
 
     def _story_request(self, user_input: str, tags: list[str], history: list[Turn]) -> StoryRequest:
-        return StoryRequest(
-            user_input=user_input,
-            tags=tags,
-            length=self._request.options.length,
-            temperature=self._request.options.temperature,
-            history=history,
-        )
+        return _story_request(self._request, user_input, tags, history)
 
     async def _remote_id(self, thread_id: str) -> str | None:
         thread = await thread_of(self._session, user_id=self._user_id, thread_id=thread_id)
         return None if thread is None else thread.remote_conversation_id
 
     async def new(self) -> Plan:
-        user_input, tags = self._request.user_input, self._request.tags
-        assert user_input is not None  # the schema requires it for this mode
         history: list[Turn] = []
         remote_id = None
         if self._request.thread_id is not None:
@@ -147,15 +178,7 @@ class _Planner:
                 thread_id=thread.id, limit=self._history_turns
             )
             remote_id = thread.remote_conversation_id
-        return Plan(
-            thread_id=self._request.thread_id,
-            mode=GenerationMode.NEW,
-            parent_conversation_id=None,
-            user_input=user_input,
-            tags=tags,
-            story_request=self._story_request(user_input, tags, history),
-            remote_conversation_id=remote_id,
-        )
+        return _new_plan(self._request, history=history, remote_id=remote_id)
 
     async def regenerate(self, parent: Conversation) -> Plan:
         first = await self._group_first(parent)

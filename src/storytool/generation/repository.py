@@ -38,6 +38,34 @@ SAVE_RUN = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id
 _FINISH = SAVE_RUN.where(_CONVERSATIONS.c.status == ConversationStatus.IN_PROGRESS)
 
 
+def new_conversation(
+    *,
+    thread_id: str,
+    user_input: str,
+    tags: list[str],
+    owner_instance: str | None = None,
+    models: dict[str, Any] | None = None,
+    mode: GenerationMode = GenerationMode.NEW,
+    parent_conversation_id: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Conversation:
+    """A new, in-progress conversation and its data (``.data``), not yet written."""
+    data = ConversationData(user_input=user_input, tags=tags)
+    conversation = Conversation(
+        id=new_id(),
+        thread_id=thread_id,
+        status=ConversationStatus.IN_PROGRESS,
+        owner_instance=owner_instance,
+        models=models,
+        mode=mode,
+        parent_conversation_id=parent_conversation_id,
+        options=options,
+        data=data,
+    )
+    data.conversation_id = conversation.id
+    return conversation
+
+
 @dataclass(frozen=True, slots=True)
 class Leftover:
     """A running story whose replica is gone, as stored: its text up to the last flush and, when
@@ -68,33 +96,9 @@ class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def start(
-        self,
-        *,
-        thread: Thread,
-        user_input: str,
-        tags: list[str],
-        owner_instance: str | None = None,
-        models: dict[str, Any] | None = None,
-        mode: GenerationMode = GenerationMode.NEW,
-        parent_conversation_id: str | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> Conversation:
-        """Creates the conversation in ``thread``, in the caller's transaction."""
-        data = ConversationData(user_input=user_input, tags=tags)
-        conversation = Conversation(
-            id=new_id(),
-            thread_id=thread.id,
-            status=ConversationStatus.IN_PROGRESS,
-            owner_instance=owner_instance,
-            models=models,
-            mode=mode,
-            parent_conversation_id=parent_conversation_id,
-            options=options,
-            data=data,
-        )
-        data.conversation_id = conversation.id
-        await insert_new(self.session, conversation, data)
+    async def add(self, conversation: Conversation) -> Conversation:
+        """Writes a :func:`new_conversation` and its data, in the caller's transaction."""
+        await insert_new(self.session, conversation, conversation.data)
         return conversation
 
     async def status(self, *, conversation_id: str) -> ConversationStatus | None:

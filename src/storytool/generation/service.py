@@ -31,20 +31,22 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
+from storytool.db.base import new_id
 from storytool.db.engine import write_gate
 from storytool.errors import Conflict, NotFound, TooManyRequests
 from storytool.generation.events import EventLog, LoggedEvent, MemoryEventLog, RedisEventLog
 from storytool.generation.metered import MeteredEventLog
-from storytool.generation.modes import plan_generation
+from storytool.generation.modes import Plan, plan_generation, plan_new_thread
 from storytool.generation.pipeline import Adopted, Job, PassageFinder, Pipeline
 from storytool.generation.replicas import Replicas
-from storytool.generation.repository import ConversationRepository, Leftover
+from storytool.generation.repository import ConversationRepository, Leftover, new_conversation
 from storytool.generation.runs import RETRY_AFTER_SECONDS, Run, RunRegistry
 from storytool.generation.schemas import CancelResponse, Error, GenerateRequest, Meta
+from storytool.generation.starts import StartWriter
 from storytool.generation.story import StoryRequest, StoryWriter
 from storytool.llm.base import ModelClient
 from storytool.metrics import Metrics
-from storytool.models import Conversation, ConversationStatus, StopReason
+from storytool.models import Conversation, ConversationStatus, StopReason, Thread
 from storytool.threads.service import conversation_of, open_thread
 
 logger = logging.getLogger("storytool.generation")
@@ -145,6 +147,7 @@ class StoryService:
             remote=remote,
             write_gate=self._write_gate,
         )
+        self._starts = StartWriter(sessionmaker, self._write_gate)
 
     async def open(self) -> None:
         """Joins the replicas (lease, cancel inbox) before the first request, and ends the
@@ -177,29 +180,18 @@ class StoryService:
     async def start(self, *, user_id: str, request: GenerateRequest) -> Started:
         """Validates, stores the thread and conversation in one transaction, and starts the task.
         Nothing is written when this raises. The mode's rules are in
-        :mod:`storytool.generation.modes`."""
+        :mod:`storytool.generation.modes`. A story that opens a new thread reads nothing first,
+        and its transaction is shared with the other new threads' starts that arrive meanwhile
+        (:mod:`storytool.generation.starts`)."""
         run = self._runs.admit(user_id=user_id)
         try:
-            async with self._write_gate, self._sessionmaker.begin() as session:
-                plan = await plan_generation(
-                    session,
-                    user_id=user_id,
-                    request=request,
-                    history_turns=HISTORY_TURNS,
-                    max_input_chars=self._settings.max_input_chars,
-                )
-                # 404 if the thread was deleted a moment ago.
-                thread = await open_thread(session, user_id=user_id, thread_id=plan.thread_id)
-                conversation = await ConversationRepository(session).start(
-                    thread=thread,
-                    user_input=plan.user_input,
-                    tags=plan.tags,
-                    owner_instance=self.instance_id,
-                    models=dict(self._stories.models),
-                    mode=plan.mode,
-                    parent_conversation_id=plan.parent_conversation_id,
-                    options=request.options.model_dump(),
-                )
+            plan = plan_new_thread(request, max_input_chars=self._settings.max_input_chars)
+            if plan is None:
+                plan, conversation = await self._start_in_thread(user_id=user_id, request=request)
+            else:  # nothing to read first: written with the other new threads' starts
+                thread = Thread(id=new_id(), user_id=user_id)
+                conversation = self._new_conversation(thread.id, plan, request)
+                await self._starts.write(thread, conversation, conversation.data)
             job = Job(
                 user_id=user_id,
                 thread_id=conversation.thread_id,
@@ -223,6 +215,39 @@ class StoryService:
             run, conversation_id=conversation.id, thread_id=conversation.thread_id, task=task
         )
         return Started(thread_id=conversation.thread_id, conversation_id=conversation.id)
+
+    async def _start_in_thread(
+        self, *, user_id: str, request: GenerateRequest
+    ) -> tuple[Plan, Conversation]:
+        """A start that reads what its mode starts from, in its own transaction."""
+        async with self._write_gate, self._sessionmaker.begin() as session:
+            plan = await plan_generation(
+                session,
+                user_id=user_id,
+                request=request,
+                history_turns=HISTORY_TURNS,
+                max_input_chars=self._settings.max_input_chars,
+            )
+            # 404 if the thread was deleted a moment ago.
+            thread = await open_thread(session, user_id=user_id, thread_id=plan.thread_id)
+            conversation = await ConversationRepository(session).add(
+                self._new_conversation(thread.id, plan, request)
+            )
+        return plan, conversation
+
+    def _new_conversation(
+        self, thread_id: str, plan: Plan, request: GenerateRequest
+    ) -> Conversation:
+        return new_conversation(
+            thread_id=thread_id,
+            user_input=plan.user_input,
+            tags=plan.tags,
+            owner_instance=self.instance_id,
+            models=dict(self._stories.models),
+            mode=plan.mode,
+            parent_conversation_id=plan.parent_conversation_id,
+            options=request.options.model_dump(),
+        )
 
     async def resume(
         self, *, user_id: str, conversation_id: str, last_event_id: int = 0
