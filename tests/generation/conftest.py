@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
 from storytool.db.engine import create_engine, create_sessionmaker
@@ -20,6 +21,14 @@ from storytool.generation.repository import ConversationRepository
 from storytool.main import create_app
 from storytool.models import Conversation, ConversationData, ConversationStatus, Thread
 from tests.fakes.server_thread import ServerThread
+
+
+@pytest.fixture
+async def sessionmaker(committed_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the test's database that commit for real."""
+    engine = create_engine(Settings(), url=committed_url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
 
 
 @asynccontextmanager

@@ -8,48 +8,18 @@ what is batched with what is forced, not left to timing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storytool.config import Settings
 from storytool.db.base import new_id
-from storytool.db.engine import create_engine, create_sessionmaker
 from storytool.generation.repository import ConversationRepository, new_conversation
 from storytool.generation.starts import StartWriter
 from storytool.models import Conversation, ConversationData, Thread
 from tests.factories import create_thread
-
-
-@pytest.fixture
-async def sessionmaker(committed_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(Settings(), url=committed_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
-
-
-class HeldGate:
-    """A write gate the test holds: a batch waits in it until :meth:`release`."""
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self.waiting = asyncio.Event()
-
-    async def hold(self) -> None:
-        await self._lock.acquire()
-
-    def release(self) -> None:
-        self._lock.release()
-
-    async def __aenter__(self) -> None:
-        self.waiting.set()
-        await self._lock.acquire()
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self._lock.release()
+from tests.generation.batching import HeldGate, count_statements
 
 
 class Starts:
@@ -84,17 +54,6 @@ async def stored_inputs(
         ).all()
         repository = ConversationRepository(session)
         return [(await repository.get_data(conversation_id=c.id)).user_input for c in conversations]
-
-
-def count_statements(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
-    statements: list[str] = []
-    engine = sessionmaker.kw["bind"]
-
-    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement.split("(")[0].strip())
-
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    return statements
 
 
 async def test_starts_that_arrive_during_a_batch_go_out_together_in_the_next(

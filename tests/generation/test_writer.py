@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from storytool.generation.repository import ConversationRepository
 from storytool.generation.writer import StageWriter
 from storytool.models import Conversation
 from tests.factories import create_conversation
-
-
-@pytest.fixture
-async def sessionmaker(committed_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(Settings(), url=committed_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def _conversations(sessionmaker: async_sessionmaker[AsyncSession], n: int) -> list[str]:

@@ -103,8 +103,19 @@ class _SQLiteWriters:
         self._lock = asyncio.Lock()
         self._timeout_s = timeout_s
         self._written = 0
+        self._queued = 0
 
     async def __aenter__(self) -> None:
+        if not self._lock.locked() and not self._queued:
+            await self._lock.acquire()  # free and nobody waiting: taken at once, no wait to time
+            return
+        self._queued += 1
+        try:
+            await self._wait_turn()
+        finally:
+            self._queued -= 1
+
+    async def _wait_turn(self) -> None:
         turn = asyncio.ensure_future(self._lock.acquire())
         try:
             seen = self._written

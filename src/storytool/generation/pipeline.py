@@ -24,8 +24,9 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
+from storytool.generation.ends import EndWriter, StoryEnd
 from storytool.generation.events import EventLog
-from storytool.generation.repository import ConversationRepository
+from storytool.generation.repository import ConversationRepository, finish_values
 from storytool.generation.runs import Run
 from storytool.generation.schemas import (
     Cancelled,
@@ -51,7 +52,7 @@ from storytool.llm.base import (
 )
 from storytool.logging import conversation_id_var
 from storytool.models import ConversationData, ConversationStatus, StopReason
-from storytool.threads.service import thread_of, touch_thread
+from storytool.threads.service import thread_of
 
 logger = logging.getLogger("storytool.generation")
 
@@ -226,6 +227,7 @@ class Pipeline:
         self._passages = passages
         self._gate = write_gate
         self._writer = StageWriter(sessionmaker, self._gate)
+        self._ends = EndWriter(sessionmaker, self._gate)
 
     async def run(self, job: Job, run: Run, *, adopted: Adopted | None = None) -> None:
         conversation_id_var.set(job.conversation_id)  # every log line of this task names it
@@ -530,33 +532,30 @@ class Pipeline:
     async def _save_end(
         self, job: Job, progress: _Progress, end: _End, *, text: bool = True
     ) -> ConversationStatus | None:
-        """One transaction; the status another party set first when this end lost the race.
-        ``text=False`` saves the status alone."""
+        """One transaction, shared with other stories' ends (:mod:`storytool.generation.ends`);
+        the status another party set first when this end lost the race. ``text=False`` saves
+        the status alone."""
         values: dict[str, Any] = {"base_story": "".join(progress.draft)} if text else {}
         if text and progress.refining:
             values["story"] = "".join(progress.story)
-        async with self._gate, self._sessionmaker.begin() as session:
-            conversations = ConversationRepository(session)
-            won = await conversations.finish(
+        extras = progress.extras if end.status is ConversationStatus.COMPLETED else None
+        finish = finish_values(
+            end.status,
+            stop_reason=end.stop_reason,
+            error=end.error,
+            usage=end.usage,
+            upstream_response_id=progress.upstream if text else None,
+        )
+        return await self._ends.write(
+            StoryEnd(
                 conversation_id=job.conversation_id,
-                status=end.status,
-                stop_reason=end.stop_reason,
-                error=end.error,
-                usage=end.usage,
-                upstream_response_id=progress.upstream if text else None,
+                thread_id=job.thread_id,
+                finish=finish,
+                text=values,
+                title=None if extras is None else extras.title,
+                recommendations=None if extras is None else extras.recommendations,
             )
-            extras = progress.extras if won and end.status is ConversationStatus.COMPLETED else None
-            if extras is not None:
-                values.update(title=extras.title, recommendations=extras.recommendations)
-            # The text is saved whichever end holds: it is what was written.
-            if values:
-                await conversations.save_data(conversation_id=job.conversation_id, **values)
-            if extras is not None:
-                await touch_thread(session, thread_id=job.thread_id, title=extras.title)
-            if not won:
-                ended = await conversations.status(conversation_id=job.conversation_id)
-                return ended or ConversationStatus.INTERRUPTED
-        return None
+        )
 
     async def _save_failed(self, job: Job, progress: _Progress, end: _End) -> None:
         """A ``failed`` end after a value did not fit: the text if it fits, else the status."""

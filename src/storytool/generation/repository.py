@@ -7,6 +7,7 @@ see that they lost.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,32 @@ def new_conversation(
     )
     data.conversation_id = conversation.id
     return conversation
+
+
+def finish_values(
+    status: ConversationStatus,
+    *,
+    stop_reason: StopReason | None = None,
+    error: str | None = None,
+    usage: dict[str, Any] | None = None,
+    upstream_response_id: str | None = None,
+) -> dict[str, Any]:
+    """The columns that end a conversation with ``status``, and with the refine stage's upstream
+    run when it had one."""
+    if status is ConversationStatus.IN_PROGRESS:
+        raise ValueError("a conversation ends with a final status")
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status,
+        "stop_reason": stop_reason,
+        "error": error,
+        "usage": usage,
+        "finished_at": now,
+        "updated_at": now,
+    }
+    if upstream_response_id is not None:
+        values["upstream_response_id"] = upstream_response_id
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,18 +325,24 @@ class ConversationRepository:
     ) -> bool:
         """Moves an in-progress conversation to a final status, with the refine stage's upstream
         run when it had one. False if it had already ended."""
-        if status is ConversationStatus.IN_PROGRESS:
-            raise ValueError("finish() needs a final status")
-        now = utcnow()
-        values: dict[str, Any] = {
-            "status": status,
-            "stop_reason": stop_reason,
-            "error": error,
-            "usage": usage,
-            "finished_at": now,
-            "updated_at": now,
-        }
-        if upstream_response_id is not None:
-            values["upstream_response_id"] = upstream_response_id
+        values = finish_values(
+            status,
+            stop_reason=stop_reason,
+            error=error,
+            usage=usage,
+            upstream_response_id=upstream_response_id,
+        )
         result = await self.session.execute(_FINISH, {"row_id": conversation_id, **values})
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def finish_all(self, rows: list[dict[str, Any]]) -> int:
+        """:meth:`finish` for many conversations (``row_id`` and :func:`finish_values` each), one
+        statement per set of columns; how many of them had not ended yet."""
+        by_columns: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_columns[tuple(row)].append(row)
+        finished = 0
+        for same in by_columns.values():
+            result = await self.session.execute(_FINISH, same)
+            finished += result.rowcount  # type: ignore[attr-defined]
+        return finished

@@ -162,6 +162,12 @@ class ThreadRepository:
         else:
             await self.session.execute(_TOUCH_TITLED, {**values, "new_title": title})
 
+    async def touch_titled(self, titles: list[tuple[str, str]]) -> None:
+        """:meth:`touch` with a title, for many (thread id, title) pairs in one statement."""
+        now = utcnow()
+        rows = [{"row_id": thread_id, "updated_at": now, "new_title": t} for thread_id, t in titles]
+        await self.session.execute(_TOUCH_TITLED, rows)
+
     async def delete(self, *, user_id: str, thread_id: str) -> bool:
         """Deletes the thread; the database cascades to conversations, data and evaluations."""
         result = await self.session.execute(

@@ -66,6 +66,11 @@ async def touch_thread(session: AsyncSession, *, thread_id: str, title: str | No
     await ThreadRepository(session).touch(thread_id=thread_id, title=title)
 
 
+async def title_threads(session: AsyncSession, titles: list[tuple[str, str]]) -> None:
+    """:func:`touch_thread` with a title, for many (thread id, title) pairs at once."""
+    await ThreadRepository(session).touch_titled(titles)
+
+
 class RemoteConversations(Protocol):
     """Where a thread's context lives upstream when ``remote_conversations`` is on (the LLM
     provider)."""
