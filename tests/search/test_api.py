@@ -11,7 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import EmbedderKind, LLMProvider, Settings
 from storytool.db.engine import create_engine, create_sessionmaker
@@ -197,33 +197,34 @@ class TestNearestTexts:
     @pytest.fixture
     async def service(
         self, search_settings: Settings
-    ) -> AsyncIterator[tuple[SearchService, AsyncSession]]:
+    ) -> AsyncIterator[tuple[SearchService, async_sessionmaker[AsyncSession]]]:
         service = build_search_service(search_settings)
         await service.start()
         engine = create_engine(search_settings)
         try:
-            async with create_sessionmaker(engine)() as session:
-                yield service, session
+            yield service, create_sessionmaker(engine)
         finally:
             await service.aclose()
             await engine.dispose()
 
     async def test_the_story_generator_gets_the_texts_nearest_its_prompt(
-        self, search_settings: Settings, service: tuple[SearchService, AsyncSession]
+        self,
+        search_settings: Settings,
+        service: tuple[SearchService, async_sessionmaker[AsyncSession]],
     ):
-        search, session = service
+        search, sessions = service
         await build(search_settings)
         assert await search.reload()
-        texts = await search.nearest_texts(session, "나무꾼과 호랑이 형님", k=2)
+        texts = await search.nearest_texts(sessions, "나무꾼과 호랑이 형님", k=2)
         assert len(texts) == 2
         assert texts[0].startswith("화설 깊은 산골에 늙은 나무꾼이")
-        assert await search.nearest_texts(session, "  ") == []
+        assert await search.nearest_texts(sessions, "  ") == []
 
     async def test_without_an_index_a_story_gets_no_passages_rather_than_an_error(
-        self, service: tuple[SearchService, AsyncSession]
+        self, service: tuple[SearchService, async_sessionmaker[AsyncSession]]
     ):
-        search, session = service
-        assert await search.nearest_texts(session, "호랑이") == []
+        search, sessions = service
+        assert await search.nearest_texts(sessions, "호랑이") == []
 
 
 class TestModelRecommendations:

@@ -201,7 +201,7 @@ class PassageFinder(Protocol):
     """The corpus passages nearest a prompt (the search service); none when no index is loaded."""
 
     async def nearest_texts(
-        self, session: AsyncSession, prompt: str, *, k: int = 3
+        self, sessionmaker: async_sessionmaker[AsyncSession], prompt: str, *, k: int = 3
     ) -> list[str]: ...
 
 
@@ -273,8 +273,7 @@ class Pipeline:
         await self._stories.prepare()
         if self._passages is not None and not request.passages:
             # Inside the task, not before the first byte: embedding the prompt takes a moment.
-            async with self._sessionmaker() as session:
-                nearest = await self._passages.nearest_texts(session, request.user_input)
+            nearest = await self._passages.nearest_texts(self._sessionmaker, request.user_input)
             request = replace(request, passages=nearest)
         if self._settings.remote_conversations:
             request = replace(request, remote_conversation_id=await self._remote_conversation(job))

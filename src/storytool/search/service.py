@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.config import Settings
 from storytool.errors import InvalidInput, ServiceUnavailable
@@ -196,13 +196,17 @@ class SearchService:
             if passage_id in passages
         ]
 
-    async def nearest_texts(self, session: AsyncSession, prompt: str, *, k: int = 3) -> list[str]:
+    async def nearest_texts(
+        self, sessionmaker: async_sessionmaker[AsyncSession], prompt: str, *, k: int = 3
+    ) -> list[str]:
         """Texts of the passages nearest a story prompt, for the offline story generator; empty
-        when the index is not ready or the prompt is blank, since a story needs none."""
+        when the index is not ready or the prompt is blank, since a story needs none (and then
+        no session is opened: every story asks)."""
         if self._index is None or not prompt.strip():
             return []
         prompt = prompt.strip()[: self._settings.max_query_chars]
-        return [hit.text for hit in await self.search(session, query=prompt, top_k=k)]
+        async with sessionmaker() as session:
+            return [hit.text for hit in await self.search(session, query=prompt, top_k=k)]
 
     async def recommend(
         self, llm: ModelClient | None, *, query: str, hits: list[PassageHit]
