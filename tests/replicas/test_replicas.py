@@ -264,14 +264,16 @@ async def cancelled(database: Database, conversation_id: str) -> bool:
 
 def running(statement: str) -> Condition:
     """Whether a statement beginning with ``statement`` is executing on the test's database:
-    held by the row the test locks, or queued behind the story's own update."""
+    held by the row the test locks, or queued behind the story's own update. Sent as text it
+    shows as a ``Query``, as a prepared statement (the app's connections) as an ``Execute``."""
 
     async def condition(database: Database, _conversation_id: str) -> bool:
         async with database.engine.connect() as connection:
             found = await connection.scalar(
                 text(
                     "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                    "WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE :statement"
+                    "WHERE DB = DATABASE() AND COMMAND IN ('Query', 'Execute') "
+                    "AND INFO LIKE :statement"
                 ),
                 {"statement": f"{statement}%"},
             )
