@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storytool.generation.ends import EndWriter, StoryEnd
@@ -109,4 +110,29 @@ async def test_a_story_ended_by_someone_else_first_learns_it_and_the_others_comp
         "이야기 2",
         "제목 2",
         "제목 2",
+    )
+
+
+async def test_an_end_whose_story_is_cancelled_while_its_batch_is_written_is_saved(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    (conversation,) = await running(sessionmaker, 1)
+    gate = HeldGate()
+    writer = EndWriter(sessionmaker, gate)
+    await gate.hold()
+    end = asyncio.create_task(writer.write(completed(conversation, 0)))
+    await gate.waiting.wait()
+    end.cancel()
+    await asyncio.sleep(0)  # the cancel reaches the story while its end waits at the gate
+    gate.release()
+
+    with pytest.raises(asyncio.CancelledError):
+        await end
+    later = await running(sessionmaker, 1)
+    assert await writer.write(completed(later[0], 1)) is None  # after the first batch
+    assert await stored(sessionmaker, conversation) == (
+        ConversationStatus.COMPLETED,
+        "이야기 0",
+        "제목 0",
+        "제목 0",
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -34,6 +34,11 @@ MAX_BATCH = 200
 
 class WriteAlone(Exception):
     """Raised by a batch whose writes must be made one by one to tell their outcomes apart."""
+
+
+def _read_outcome(outcome: asyncio.Future[Any]) -> None:
+    if not outcome.cancelled():
+        outcome.exception()
 
 
 @dataclass(slots=True)
@@ -69,7 +74,9 @@ class GroupCommit(ABC, Generic[ItemT, ResultT]):
 
     async def _abandoned(self, submitted: Submitted[ItemT, ResultT]) -> None:
         """A write whose submitter was cancelled while its batch was being written: it is
-        written all the same (what an end saves stays saved)."""
+        written all the same (what an end saves stays saved), and a failure of it is read here,
+        not reported as never retrieved."""
+        submitted.outcome.add_done_callback(_read_outcome)
 
     @abstractmethod
     async def _write_many(self, items: list[ItemT]) -> list[ResultT]: ...
