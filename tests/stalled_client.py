@@ -62,7 +62,14 @@ class StalledClient:
 
     async def read_to_end(self, *, timeout_s: float = 120.0) -> bytes:
         """Everything the server sends from now until it closes the connection; a connection
-        still open after ``timeout_s`` fails the test instead of hanging the suite."""
+        still open after ``timeout_s`` fails the test instead of hanging the suite.
+
+        The receive buffer is made large first. Kept at a few KB, the kernel may not announce
+        that the window reopened as it is read, and the server's kernel, its own zero-window
+        probes backed off over the stall, sends the rest only at its next probe, up to two
+        minutes later: the stream looked cut although the server had closed it with every byte
+        queued (seen in ``ss``: the server's socket in FIN-WAIT-1 with its Send-Q full)."""
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         received = b""
         async with asyncio.timeout(timeout_s):
             while chunk := await self._loop.sock_recv(self._sock, 1 << 16):
