@@ -7,6 +7,8 @@ history serves both and ``alembic check`` compares like with like.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -16,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Enum,
+    Executable,
     Insert,
     MetaData,
     String,
@@ -143,6 +146,21 @@ def new_row(instance: Base) -> tuple[Table, dict[str, Any]]:
         setattr(instance, attribute.key, value)
         row[column.key] = value
     return instance.__table__, row  # type: ignore[return-value]
+
+
+async def execute_by_columns(
+    session: AsyncSession, statement: Executable, rows: Iterable[dict[str, Any]]
+) -> int:
+    """``statement``, an UPDATE whose SET clause comes from its parameters, for ``rows``: one
+    executemany for each set of columns the rows carry. How many rows it matched in all."""
+    by_columns: defaultdict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_columns[frozenset(row)].append(row)
+    matched = 0
+    for same in by_columns.values():
+        result = await session.execute(statement, same)
+        matched += result.rowcount  # type: ignore[attr-defined]
+    return matched
 
 
 async def insert_new(session: AsyncSession, *instances: Base) -> None:

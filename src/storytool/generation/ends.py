@@ -11,13 +11,13 @@ held and, if not, the status that did.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storytool.db.base import execute_by_columns
 from storytool.db.batches import GroupCommit, WriteAlone
 from storytool.generation.repository import SAVE_DATA, ConversationRepository
 from storytool.models import ConversationStatus
@@ -72,19 +72,17 @@ class EndWriter(GroupCommit[StoryEnd, ConversationStatus | None]):
         return None
 
     async def _write_many(self, items: list[StoryEnd]) -> list[ConversationStatus | None]:
-        data: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for item in items:
-            values = item.data(held=True)
-            if values:
-                data[tuple(values)].append({"row_id": item.conversation_id, **values})
+        finish = [{"row_id": item.conversation_id, **item.finish} for item in items]
+        data = [
+            {"row_id": item.conversation_id, **values}
+            for item in items
+            if (values := item.data(held=True))
+        ]
         titles = [(item.thread_id, item.title) for item in items if item.title is not None]
         async with self._gate, self._sessionmaker.begin() as session:
-            conversations = ConversationRepository(session)
-            finish = [{"row_id": item.conversation_id, **item.finish} for item in items]
-            if await conversations.finish_all(finish) != len(items):
+            if await ConversationRepository(session).finish_all(finish) != len(items):
                 raise WriteAlone("a story of the batch had been ended already")
-            for rows in data.values():  # one executemany per set of columns
-                await session.execute(SAVE_DATA, rows)
+            await execute_by_columns(session, SAVE_DATA, data)
             if titles:
                 await title_threads(session, titles)
         return [None] * len(items)

@@ -7,7 +7,6 @@ see that they lost.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, undefer
 
-from storytool.db.base import insert_new, new_id, utcnow
+from storytool.db.base import execute_by_columns, insert_new, new_id, utcnow
 from storytool.generation.story import Turn
 from storytool.models import (
     Conversation,
@@ -336,13 +335,6 @@ class ConversationRepository:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def finish_all(self, rows: list[dict[str, Any]]) -> int:
-        """:meth:`finish` for many conversations (``row_id`` and :func:`finish_values` each), one
-        statement per set of columns; how many of them had not ended yet."""
-        by_columns: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            by_columns[tuple(row)].append(row)
-        finished = 0
-        for same in by_columns.values():
-            result = await self.session.execute(_FINISH, same)
-            finished += result.rowcount  # type: ignore[attr-defined]
-        return finished
+        """:meth:`finish` for many conversations (``row_id`` and :func:`finish_values` each);
+        how many of them had not ended yet."""
+        return await execute_by_columns(self.session, _FINISH, rows)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storytool.db.base import execute_by_columns
 from storytool.generation.repository import SAVE_DATA, SAVE_RUN
 
 logger = logging.getLogger("storytool.generation")
@@ -91,13 +91,11 @@ class StageWriter:
                 done.set()
 
     async def _write(self, batch: dict[str, _Waiting]) -> None:
-        by_columns: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        runs: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        values: list[dict[str, Any]] = []
+        runs: list[dict[str, Any]] = []
         for conversation_id, waiting in batch.items():
             if waiting.values:
-                by_columns[tuple(sorted(waiting.values))].append(
-                    {"row_id": conversation_id, **waiting.values}
-                )
+                values.append({"row_id": conversation_id, **waiting.values})
             run = {
                 column: value
                 for column, value in (
@@ -107,10 +105,7 @@ class StageWriter:
                 if value is not None
             }
             if run:
-                runs[tuple(run)].append({"row_id": conversation_id, **run})
+                runs.append({"row_id": conversation_id, **run})
         async with self._gate, self._sessionmaker.begin() as session:
-            # One executemany per set of columns: the SET clause comes from the parameters.
-            for rows in by_columns.values():
-                await session.execute(SAVE_DATA, rows)
-            for rows in runs.values():
-                await session.execute(SAVE_RUN, rows)
+            await execute_by_columns(session, SAVE_DATA, values)
+            await execute_by_columns(session, SAVE_RUN, runs)
