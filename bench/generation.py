@@ -13,7 +13,9 @@ against each target, a single uvicorn worker in its own process:
   a+ direct, draft first: the load client first reads a whole ``POST /v1/chat/completions``
               stream (the draft), then the responses stream: the upstream calls Storytool makes
               before its first delta, with nothing in between
-  b  relay    a minimal FastAPI + sse-starlette app forwarding the SDK's refine deltas
+  b  relay    a minimal FastAPI + sse-starlette app forwarding the SDK's refine deltas, its
+              SDK client over the same HTTP library as (c)'s (``STORYTOOL_OPENAI_HTTP_CLIENT``,
+              aiohttp unless set)
   c  storytool ``POST /api/generate`` with the openai provider (SQLite or MariaDB, local auth);
               the fake answers every call at once (no first-token delay; the draft model writes
               one token; title and recommendations are one more call)
@@ -90,7 +92,7 @@ from sqlalchemy import make_url, text
 from sse_starlette import EventSourceResponse
 from tests.fakes.openai_server import DEFAULT_STORY, Behaviour, FakeOpenAI, tokenize
 
-from storytool.config import Settings
+from storytool.config import Settings, UpstreamHttp
 from storytool.db.engine import create_engine
 from storytool.db.migrations import upgrade
 
@@ -291,11 +293,18 @@ def serve_fake(
 
 
 def relay_app(upstream: str) -> FastAPI:
-    """The floor: the SDK's refine deltas forwarded as SSE, nothing stored, nothing checked."""
+    """The floor: the SDK's refine deltas forwarded as SSE, nothing stored, nothing checked. Its
+    SDK client runs over the HTTP library Storytool's does (``STORYTOOL_OPENAI_HTTP_CLIENT``)."""
+    http = UpstreamHttp(os.environ.get("STORYTOOL_OPENAI_HTTP_CLIENT", UpstreamHttp.AIOHTTP))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        client = openai.AsyncOpenAI(base_url=upstream, api_key="bench", max_retries=0)
+        client = openai.AsyncOpenAI(
+            base_url=upstream,
+            api_key="bench",
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient() if http is UpstreamHttp.AIOHTTP else None,
+        )
         yield {"client": client}
         await client.close()
 

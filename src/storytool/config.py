@@ -32,6 +32,13 @@ class ModelApi(StrEnum):
     CHAT = "chat"
 
 
+class UpstreamHttp(StrEnum):
+    """The HTTP library under the openai SDK's calls to the model server."""
+
+    AIOHTTP = "aiohttp"
+    HTTPX = "httpx"
+
+
 class AuthMode(StrEnum):
     LOCAL = "local"
     HEADER = "header"
@@ -133,6 +140,13 @@ class Settings(BaseSettings):
     )
     openai_connect_timeout_s: PositiveFloat = Field(
         default=10.0, description="Seconds to open a connection upstream."
+    )
+    openai_http_client: UpstreamHttp = Field(
+        default=UpstreamHttp.AIOHTTP,
+        description=(
+            "HTTP library under the SDK's upstream calls: aiohttp (the SDK's aiohttp "
+            "transport, less CPU per call) or httpx (the SDK's default)."
+        ),
     )
     upstream_retry_budget: Annotated[int, Field(ge=0)] = Field(
         default=2, description="Retries of an upstream call that failed before its first token."

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import time
 
+import openai
 import pytest
 from pydantic import BaseModel
 
-from storytool.config import Settings
+from storytool.config import Settings, UpstreamHttp
 from storytool.generation.model_writer import ModelWriter
 from storytool.generation.story import StoryExtras, StoryRequest, Turn
 from storytool.llm.base import (
@@ -24,6 +25,14 @@ from storytool.models import StopReason
 from tests.fakes.openai_server import DEFAULT_STORY, FakeOpenAI, tokenize
 
 FIRST_STORY = "화설. 첫 이야기로다."
+
+
+@pytest.fixture(autouse=True, params=list(UpstreamHttp))
+def http_client(request, monkeypatch) -> UpstreamHttp:
+    """Every test here runs over each HTTP library the SDK can use: retries, drops, stalls and
+    cancels must behave the same over both."""
+    monkeypatch.setenv("STORYTOOL_OPENAI_HTTP_CLIENT", request.param.value)
+    return request.param
 
 
 def make_settings(fake: FakeOpenAI, **overrides) -> Settings:
@@ -361,3 +370,9 @@ def test_the_models_recorded_with_a_story_are_those_of_the_settings(provider):
         "mini": "mini",
         "embedding": "text-embedding-3-small",
     }
+
+
+def test_the_setting_picks_the_http_library(client, http_client):
+    sdk_http = client._client._client  # the SDK's own HTTP client, over the chosen transport
+    uses_aiohttp = isinstance(sdk_http, openai.DefaultAioHttpClient)
+    assert uses_aiohttp == (http_client is UpstreamHttp.AIOHTTP)

@@ -42,7 +42,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from openai.types.responses import ResponseInputParam
 from pydantic import BaseModel, ValidationError
 
-from storytool.config import ModelApi, Settings
+from storytool.config import ModelApi, Settings, UpstreamHttp
 from storytool.llm.base import (
     Capabilities,
     InvalidModelOutput,
@@ -218,6 +218,11 @@ class OpenAIClient(ModelClient):
                 settings.openai_timeout_s, connect=settings.openai_connect_timeout_s
             ),
             max_retries=0,
+            http_client=(
+                openai.DefaultAioHttpClient()
+                if settings.openai_http_client is UpstreamHttp.AIOHTTP
+                else None
+            ),
         )
         self.capabilities = Capabilities()
         if settings.refine_api is ModelApi.CHAT:
