@@ -4,6 +4,7 @@ server on loopback."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import openai
@@ -229,6 +230,21 @@ class TestRetriesBeforeTheFirstToken:
         assert len(started) == 2
         assert fake_openai.cancelled == [started[0]]
         assert text_of(events) == DEFAULT_STORY
+
+    async def test_a_refused_connection_is_a_failed_connection_not_a_timeout(self, fake_openai):
+        with socket.socket() as closed:  # a port nothing listens on
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        settings = make_settings(
+            fake_openai, openai_base_url=f"http://127.0.0.1:{port}/v1", upstream_retry_budget=0
+        )
+        client = OpenAIClient(settings)
+        with pytest.raises(ProviderError) as caught:
+            await collect(ModelWriter(client, settings).draft(request()))
+        await client.aclose()
+        assert caught.value.code == "upstream_error"
+        assert caught.value.stop_reason is StopReason.PROVIDER_ERROR
+        assert "connection to the model server failed" in str(caught.value)
 
 
 class TestFailuresAfterTheFirstToken:

@@ -16,6 +16,8 @@ learning. Facts about the SDK (openai 3.x) that shape this code:
   an unexpected class, fields a server leaves out (``sequence_number``) are simply absent, and
   ``error`` / ``response.failed`` / ``response.incomplete`` end a stream without raising;
 - a dropped connection raises ``APIConnectionError``, a stall ``APITimeoutError`` (a subclass);
+  over the SDK's aiohttp transport (the default, ``openai_http_client``) a refused or lost
+  connection comes as ``APITimeoutError`` too, aiohttp's error kept as its cause;
 - building a request walks its parameters against their TypedDicts, and a parsed stream builds a
   Pydantic model per event: together 4-5 ms of CPU for a 50-token story, three times what the
   story's own bookkeeping costs. The calls on every story's path (the draft, the refine, the
@@ -35,6 +37,7 @@ import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
+import aiohttp
 import httpx2
 import openai
 from openai.lib._pydantic import to_strict_json_schema  # the SDK's own, as parse() uses
@@ -106,9 +109,22 @@ class RetryableError(ProviderError):
         self.retry_after = retry_after
 
 
+def _timed_out(error: openai.APITimeoutError) -> bool:
+    """Whether the call gave up waiting. The SDK's aiohttp transport reports a connection that
+    was refused or lost as a connect timeout too, keeping aiohttp's own error as the cause."""
+    causes: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__
+    return any(isinstance(c, TimeoutError) for c in causes) or not any(
+        isinstance(c, aiohttp.ClientConnectionError) for c in causes
+    )
+
+
 def translate(error: openai.APIError) -> ProviderError:
     """The SDK's error as the ProviderError the conversation records."""
-    if isinstance(error, openai.APITimeoutError):
+    if isinstance(error, openai.APITimeoutError) and _timed_out(error):
         return RetryableError(
             "the model server stopped answering (timeout)",
             code="upstream_timeout",
