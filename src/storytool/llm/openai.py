@@ -114,7 +114,7 @@ def _timed_out(error: openai.APITimeoutError) -> bool:
     was refused or lost as a connect timeout too, keeping aiohttp's own error as the cause."""
     causes: list[BaseException] = []
     cause: BaseException | None = error
-    while cause is not None:
+    while cause is not None and cause not in causes:
         causes.append(cause)
         cause = cause.__cause__
     return any(isinstance(c, TimeoutError) for c in causes) or not any(
