@@ -95,6 +95,7 @@ from tests.fakes.openai_server import DEFAULT_STORY, Behaviour, FakeOpenAI, toke
 from storytool.config import Settings, UpstreamHttp
 from storytool.db.engine import create_engine
 from storytool.db.migrations import upgrade
+from storytool.llm.openai import sdk_http_client
 
 API_KEY = "sk-bench"
 """The load client's bearer token: LiteLLM's master key (its keys start with ``sk-``); the other
@@ -303,7 +304,7 @@ def relay_app(upstream: str) -> FastAPI:
             base_url=upstream,
             api_key="bench",
             max_retries=0,
-            http_client=openai.DefaultAioHttpClient() if http is UpstreamHttp.AIOHTTP else None,
+            http_client=sdk_http_client(http),
         )
         yield {"client": client}
         await client.close()

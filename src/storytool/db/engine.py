@@ -55,7 +55,8 @@ _STATEMENT_CACHE = {"stmt_cache_size": 128}
 """asyncmy's server-side prepared statements, the last 128 of each connection: parameters go
 in binary form (no escaping of a story's text into the SQL string), and on MariaDB a statement
 run for many rows (the batched starts, ends and writes behind the stream) is one round trip
-(``COM_STMT_BULK_EXECUTE``) instead of one per row. A 200-row UPDATE: 37 ms -> 3.5 ms."""
+(``COM_STMT_BULK_EXECUTE``) instead of one per row. Measured alone (bench/README): a 200-row
+INSERT 1.2 ms of client CPU against 15-21 ms, a 10-row UPDATE 0.2 against 1.0 ms."""
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:

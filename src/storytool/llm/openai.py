@@ -222,6 +222,11 @@ def _payload(text: str) -> Payload:
     return payload
 
 
+def sdk_http_client(library: UpstreamHttp) -> httpx2.AsyncClient | None:
+    """The SDK's HTTP client over ``library``: its aiohttp transport, or None for its default."""
+    return openai.DefaultAioHttpClient() if library is UpstreamHttp.AIOHTTP else None
+
+
 class OpenAIClient(ModelClient):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -234,11 +239,7 @@ class OpenAIClient(ModelClient):
                 settings.openai_timeout_s, connect=settings.openai_connect_timeout_s
             ),
             max_retries=0,
-            http_client=(
-                openai.DefaultAioHttpClient()
-                if settings.openai_http_client is UpstreamHttp.AIOHTTP
-                else None
-            ),
+            http_client=sdk_http_client(settings.openai_http_client),
         )
         self.capabilities = Capabilities()
         if settings.refine_api is ModelApi.CHAT:
